@@ -1,0 +1,244 @@
+"""The `lookalike` command. It parses, calls the Python API and prints; nothing else."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lookalike.errors import ConfigError, LookalikeError
+
+app = typer.Typer(
+    name="lookalike",
+    help="Find the photos that look like a query photo (CNN descriptors + FAISS).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+IndexOpt = Annotated[
+    Path,
+    typer.Option(
+        "--index",
+        "-i",
+        envvar="LOOKALIKE_INDEX",
+        help="Index directory (or set LOOKALIKE_INDEX).",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _parse_scales(text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"--scales: expected numbers separated by commas, got {text!r}") from None
+
+
+@app.command("index")
+def index_cmd(
+    dirs: Annotated[list[Path], typer.Argument(help="Folders of images (searched recursively).")],
+    index: IndexOpt,
+    model: Annotated[
+        str | None, typer.Option(help="Backbone: lite0, lite1 or lite2. [default: lite0]")
+    ] = None,
+    descriptor: Annotated[
+        str | None,
+        typer.Option(
+            help="Pooling: mac, spoc, spoc:center=1, gem:p=3, rmac:levels=3, neural. "
+            "[default: gem:p=3]"
+        ),
+    ] = None,
+    max_side: Annotated[
+        int | None, typer.Option(help="Resize images so the longer side is this. [default: 480]")
+    ] = None,
+    scales: Annotated[
+        str | None, typer.Option(help="Multi-scale extraction, e.g. '1,0.707'. [default: 1]")
+    ] = None,
+    whiten_dim: Annotated[
+        int | None,
+        typer.Option(help="PCA-whitening output dimension, 0 to disable. [default: 256]"),
+    ] = None,
+    index_key: Annotated[
+        str | None,
+        typer.Option(
+            help="FAISS factory string, e.g. 'Flat' or 'IVF4096,PQ64x4fs,RFlat' "
+            "[default: chosen from the collection size]"
+        ),
+    ] = None,
+    index_params: Annotated[
+        str | None, typer.Option(help="FAISS search parameters, e.g. 'nprobe=32'.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Images committed per transaction.")] = 32,
+    as_json: JsonOpt = False,
+) -> None:
+    """Index folders of images: add new files, re-embed changed ones, remove deleted ones.
+
+    Settings options apply when the index is created; an existing index keeps its settings
+    and refuses different ones.
+    """
+    from lookalike.engine import Index, is_index
+    from lookalike.index.manifest import validate_settings
+
+    given = {
+        "model": model,
+        "descriptor": descriptor,
+        "max_side": max_side,
+        "scales": _parse_scales(scales),
+        "whiten_dim": whiten_dim,
+        "index_key": index_key,
+        "index_params": index_params,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    for d in dirs:
+        if not d.exists():
+            raise ConfigError(f"{d}: folder not found")
+        if not d.is_dir():
+            raise ConfigError(f"{d}: not a folder")
+    if is_index(index):
+        idx = Index.open(index, writable=True)
+        try:
+            idx.check_settings(**given)
+        except LookalikeError:
+            idx.close()
+            raise
+    else:
+        idx = Index.create(index, validate_settings(**given))
+    with idx:
+        progress_cb, finish = _progress(as_json)
+        try:
+            report = idx.sync(dirs, progress=progress_cb, batch_size=batch_size)
+        except KeyboardInterrupt:
+            finish()
+            typer.echo(
+                f"interrupted: {len(idx)} images are safely in {idx.path}; "
+                "run the same command again to resume",
+                err=True,
+            )
+            raise typer.Exit(130) from None
+        finish()
+    if as_json:
+        typer.echo(json.dumps(report.to_dict()))
+        return
+    d = report.to_dict()
+    typer.echo(
+        f"added {d['added']}, updated {d['updated']}, removed {d['removed']}, "
+        f"unchanged {d['unchanged']}, skipped {len(report.skipped)}; "
+        f"{d['count']} images in the index; {d['seconds']:.1f} s "
+        f"({d['images_per_second']:.1f} images/s)"
+    )
+    for s in report.skipped:
+        typer.echo(f"  skipped {s.path}: {s.reason}")
+
+
+def _progress(quiet: bool):
+    """A rich progress bar on a terminal; nothing otherwise."""
+    if quiet or not sys.stderr.isatty():
+        return None, lambda: None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    bar.start()
+    task = bar.add_task("indexing", total=None)
+
+    def update(p) -> None:
+        bar.update(task, total=p.total, completed=p.done)
+
+    return update, bar.stop
+
+
+@app.command("search")
+def search_cmd(
+    query: Annotated[str, typer.Argument(help="An image file, or id:N for an indexed image.")],
+    index: IndexOpt,
+    k: Annotated[int, typer.Option("-k", "--k", help="Number of results.", min=1)] = 10,
+    min_score: Annotated[
+        float | None, typer.Option(help="Leave out results scoring below this (cosine).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Find the indexed images most similar to QUERY, best first."""
+    from lookalike.engine import Index
+
+    with Index.open(index) as idx:
+        if query.startswith("id:"):
+            try:
+                image_id = int(query[3:])
+            except ValueError:
+                raise ConfigError(f"query {query!r}: expected id:N with a number N") from None
+            hits = idx.search_id(image_id, k, min_score=min_score)
+        else:
+            path = Path(query)
+            if not path.exists():
+                raise ConfigError(f"{query}: file not found")
+            hits = idx.search(path, k, min_score=min_score)
+    if as_json:
+        typer.echo(json.dumps({"query": query, "hits": [h.to_dict() for h in hits]}))
+        return
+    if not hits:
+        typer.echo("no results")
+    for rank, h in enumerate(hits, 1):
+        typer.echo(f"{rank:3d}  {h.score:.4f}  id:{h.id}  {h.path}")
+
+
+@app.command("info")
+def info_cmd(index: IndexOpt, as_json: JsonOpt = False) -> None:
+    """Show what an index holds and how it was built."""
+    from lookalike.engine import Index
+
+    with Index.open(index) as idx:
+        info = idx.info()
+    if as_json:
+        typer.echo(json.dumps(info))
+        return
+    for key, value in info.items():
+        typer.echo(f"{key:18s} {value}")
+
+
+@app.command("demo")
+def demo_cmd(
+    out: Annotated[Path, typer.Option(help="Where to write the demo photos and index.")] = Path(
+        "demo-output"
+    ),
+    k: Annotated[int, typer.Option("-k", help="Results shown per query.")] = 5,
+) -> None:
+    """Build a small collection from the photos scikit-image ships plus edited copies, index
+    it, and run searches whose right answers are known."""
+    from lookalike.demo import run_demo
+
+    ok = run_demo(out, k=k, echo=typer.echo)
+    if not ok:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except LookalikeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

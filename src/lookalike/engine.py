@@ -1,0 +1,710 @@
+"""The index as users know it: a directory to create, sync with folders, and search.
+
+    idx = Index.open_or_create("photos.idx")
+    report = idx.sync(["~/Pictures"])
+    hits = idx.search("query.jpg", k=10)
+
+Layout of an index directory:
+    manifest.json    settings and derived-state bookkeeping (see index/manifest.py)
+    catalog.sqlite   images, raw descriptors, skipped files (the source of truth)
+    vectors.faiss    FAISS index of the search vectors (derived, rebuilt when stale)
+    whitening.npz    learned PCA-whitening (derived)
+    lock             held by the one process that writes
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from lookalike import __version__
+from lookalike.errors import (
+    ConfigError,
+    ImageError,
+    IndexLockedError,
+    IndexMismatchError,
+    IndexNotFoundError,
+)
+from lookalike.extract import Extractor, Features
+from lookalike.images import image_size, iter_image_files
+from lookalike.index.catalog import Catalog, ImageRecord, NewImage, Skipped
+from lookalike.index.manifest import (
+    MANIFEST_NAME,
+    IndexSettings,
+    Manifest,
+    WhiteningState,
+    read_manifest,
+    write_manifest,
+)
+from lookalike.index.vectors import (
+    VectorIndex,
+    choose_index_key,
+    min_training_vectors,
+    needs_training,
+)
+from lookalike.pipeline import extract_files, extract_one, file_hash, os_reason
+from lookalike.pooling import l2n
+from lookalike.whitening import Whitening, fit_whitening, whitening_allowed
+
+log = logging.getLogger(__name__)
+
+CATALOG_NAME = "catalog.sqlite"
+VECTORS_NAME = "vectors.faiss"
+LOCK_NAME = "lock"
+DEFAULT_BATCH = 32
+TRAIN_SAMPLE = 100_000  # vectors used to train whitening / an approximate index
+WHITENING_RETRAIN_GROWTH = 2.0  # retrain whitening when the collection doubles
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One search result: a catalog id, the file path and the cosine similarity."""
+
+    id: int
+    path: str
+    score: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class SyncReport:
+    """What one sync did."""
+
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    count: int = 0
+    seconds: float = 0.0
+
+    @property
+    def embedded(self) -> int:
+        return self.added + self.updated
+
+    @property
+    def images_per_second(self) -> float:
+        return self.embedded / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "removed": self.removed,
+            "unchanged": self.unchanged,
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            "count": self.count,
+            "seconds": round(self.seconds, 3),
+            "images_per_second": round(self.images_per_second, 2),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SyncProgress:
+    """Passed to a sync's progress callback after each file."""
+
+    done: int
+    total: int
+    path: str
+
+
+def is_index(path: str | Path) -> bool:
+    return (Path(path) / MANIFEST_NAME).is_file()
+
+
+class Index:
+    """An index directory. Open with `Index.open`, `Index.create` or `Index.open_or_create`."""
+
+    def __init__(self, path: Path, manifest: Manifest, *, writable: bool, lock_fd: int | None):
+        self.path = path
+        self._manifest = manifest
+        self.writable = writable
+        self._lock_fd = lock_fd
+        self._mutex = threading.RLock()
+        self._catalog = Catalog(path / CATALOG_NAME, readonly=not writable)
+        self._extractor: Extractor | None = None
+        self._whitening: Whitening | None = None
+        self._whitening_loaded = False
+        self._vectors: VectorIndex | None = None
+        self._vectors_generation = -1
+
+    # -- opening -----------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: str | Path, settings: IndexSettings | None = None) -> Index:
+        """Create a new, empty index directory (it may exist but must be empty)."""
+        path = Path(path).expanduser().absolute()
+        settings = settings or IndexSettings()
+        _check_settings(settings)
+        if is_index(path):
+            raise ConfigError(f"{path}: an index already exists here")
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise ConfigError(f"{path}: exists and is not an empty directory")
+        path.mkdir(parents=True, exist_ok=True)
+        lock_fd = _acquire_lock(path)
+        manifest = Manifest(lookalike_version=__version__, settings=settings)
+        Catalog(path / CATALOG_NAME).close()
+        write_manifest(path, manifest)
+        return cls(path, manifest, writable=True, lock_fd=lock_fd)
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        writable: bool = False,
+        settings: IndexSettings | None = None,
+    ) -> Index:
+        """Open an existing index. With `settings`, refuse when the index was built otherwise."""
+        path = Path(path).expanduser().absolute()
+        if not is_index(path):
+            raise IndexNotFoundError(f"{path}: no lookalike index here (create one with 'index')")
+        lock_fd = _acquire_lock(path) if writable else None
+        try:
+            manifest = read_manifest(path)
+            if settings is not None:
+                _check_same(manifest.settings, settings, path)
+            return cls(path, manifest, writable=writable, lock_fd=lock_fd)
+        except BaseException:
+            _release_lock(lock_fd)
+            raise
+
+    @classmethod
+    def open_or_create(cls, path: str | Path, settings: IndexSettings | None = None) -> Index:
+        """Open for writing, creating the index with `settings` (or defaults) if missing."""
+        if is_index(Path(path).expanduser()):
+            return cls.open(path, writable=True, settings=settings)
+        return cls.create(path, settings)
+
+    def close(self) -> None:
+        with self._mutex:
+            self._catalog.close()
+            _release_lock(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def check_settings(self, **given: object) -> None:
+        """Raise IndexMismatchError when any given setting differs from the index's own."""
+        from lookalike.index.manifest import validate_settings
+
+        given = {k: v for k, v in given.items() if v is not None}
+        if not given:
+            return
+        wanted = self.settings.model_copy(
+            update=validate_settings(**given).model_dump(include=set(given))
+        )
+        _check_same(self.settings, wanted, self.path)
+
+    # -- properties --------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> IndexSettings:
+        return self._manifest.settings
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._manifest
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._catalog
+
+    @property
+    def extractor(self) -> Extractor:
+        if self._extractor is None:
+            s = self.settings
+            self._extractor = Extractor(s.model, s.descriptor, s.max_side, s.scales)
+        return self._extractor
+
+    def __len__(self) -> int:
+        with self._mutex:
+            return self._catalog.count()
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def sync(
+        self,
+        dirs: Iterable[str | Path],
+        *,
+        progress: Callable[[SyncProgress], None] | None = None,
+        batch_size: int = DEFAULT_BATCH,
+        on_features: Callable[[int, Features], None] | None = None,
+    ) -> SyncReport:
+        """Bring the index in line with folders: add new images, re-embed changed ones, remove
+        ones that are gone. Work is committed every `batch_size` images, so an interrupted sync
+        loses at most one batch and the next one resumes.
+        """
+        self._require_writable()
+        start = time.perf_counter()
+        roots = [_resolve_dir(d) for d in dirs]
+        report = SyncReport()
+        with self._mutex:
+            known = self._catalog.file_states()
+        seen: set[str] = set()
+        todo: list[tuple[str, os.stat_result, int | None]] = []  # path, stat, replaced id
+        metadata_only: list[tuple[int, int, int]] = []
+        for file in iter_image_files(roots):
+            path = str(file)
+            seen.add(path)
+            try:
+                st = file.stat()
+            except OSError as exc:
+                report.skipped.append(Skipped(path, os_reason(exc)))
+                continue
+            state = known.get(path)
+            if state is None:
+                todo.append((path, st, None))
+                continue
+            image_id, size, mtime_ns, content_hash = state
+            if size == st.st_size and mtime_ns == st.st_mtime_ns:
+                report.unchanged += 1
+                continue
+            try:
+                same = size == st.st_size and file_hash(path) == content_hash
+            except OSError:
+                same = False
+            if same:
+                metadata_only.append((image_id, st.st_size, st.st_mtime_ns))
+                report.unchanged += 1
+            else:
+                todo.append((path, st, image_id))
+        gone = [
+            state[0]
+            for path, state in known.items()
+            if path not in seen and any(_is_under(path, root) for root in roots)
+        ]
+        with self._mutex:
+            self._catalog.update_file_states(metadata_only)
+            if gone:
+                self._catalog.write_batch(remove_ids=gone)
+                self._vectors_remove(gone)
+                report.removed = len(gone)
+
+        total = len(todo)
+        batch: list[NewImage] = []
+        batch_features: list[Features] = []
+        batch_replaced: list[int] = []
+        batch_skipped: list[tuple[Skipped, int | None, int | None]] = []
+        results = extract_files([t[0] for t in todo], self.extractor)
+        for done, (item, (path, st, replaced)) in enumerate(zip(results, todo, strict=True), 1):
+            if isinstance(item, ImageError):
+                skip = Skipped(path, item.reason)
+                report.skipped.append(skip)
+                batch_skipped.append((skip, st.st_size, st.st_mtime_ns))
+            else:
+                batch.append(
+                    NewImage(
+                        item.path,
+                        item.size,
+                        item.mtime_ns,
+                        item.hash,
+                        item.width,
+                        item.height,
+                        item.features.descriptor,
+                    )
+                )
+                batch_features.append(item.features)
+                if replaced is None:
+                    report.added += 1
+                else:
+                    report.updated += 1
+                    batch_replaced.append(replaced)
+            if progress is not None:
+                progress(SyncProgress(done, total, path))
+            if len(batch) + len(batch_skipped) >= batch_size:
+                self._commit(batch, batch_features, batch_replaced, batch_skipped, on_features)
+                batch, batch_features, batch_replaced, batch_skipped = [], [], [], []
+        self._commit(batch, batch_features, batch_replaced, batch_skipped, on_features)
+        self.refresh()
+        report.count = len(self)
+        report.seconds = time.perf_counter() - start
+        return report
+
+    def add_vectors(
+        self,
+        paths: Sequence[str | Path],
+        vectors: np.ndarray,
+        *,
+        refresh: bool = True,
+    ) -> list[int]:
+        """Add precomputed raw descriptors (computed elsewhere with this index's settings).
+
+        A path already in the index is replaced. Paths need not exist on this machine; when
+        they do, size, mtime, content hash and image size are recorded too.
+        """
+        self._require_writable()
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or len(vectors) != len(paths):
+            raise ConfigError(
+                f"expected {len(paths)} vectors as a 2-d array, got shape {vectors.shape}"
+            )
+        dim = self._manifest.dim
+        if dim is not None and vectors.shape[1] != dim:
+            raise IndexMismatchError(
+                f"{self.path}: vectors have dimension {vectors.shape[1]}, index has {dim}"
+            )
+        if not np.all(np.isfinite(vectors)):
+            raise ConfigError("vectors contain NaN or infinite values")
+        vectors = l2n(vectors)
+        items = []
+        for path, vec in zip(paths, vectors, strict=True):
+            p = Path(path)
+            size = mtime_ns = width = height = 0
+            content_hash = ""
+            if p.is_file():
+                st = p.stat()
+                size, mtime_ns = st.st_size, st.st_mtime_ns
+                content_hash = file_hash(p)
+                try:
+                    width, height = image_size(p)
+                except ImageError:
+                    pass
+            items.append(NewImage(str(path), size, mtime_ns, content_hash, width, height, vec))
+        with self._mutex:
+            replaced = [r.id for r in (self._catalog.find_path(i.path) for i in items) if r]
+            ids = self._commit(items, None, replaced, [], None)
+            if refresh:
+                self.refresh()
+        return ids
+
+    def add_image(self, path: str | Path) -> int:
+        """Index one image file now (used by the server's upload). Raises ImageError."""
+        self._require_writable()
+        item = extract_one(str(Path(path).absolute()), self.extractor)
+        features = item.features
+        item = NewImage(
+            item.path,
+            item.size,
+            item.mtime_ns,
+            item.hash,
+            item.width,
+            item.height,
+            features.descriptor,
+        )
+        with self._mutex:
+            old = self._catalog.find_path(item.path)
+            ids = self._commit([item], [features], [old.id] if old else [], [], None)
+            self.refresh()
+        return ids[0]
+
+    def remove(self, ids: Sequence[int]) -> int:
+        """Remove images by id; returns how many were in the index."""
+        self._require_writable()
+        with self._mutex:
+            present = [i for i in ids if self._catalog.get(i) is not None]
+            if present:
+                self._catalog.write_batch(remove_ids=present)
+                self._vectors_remove(present)
+                self.refresh()
+        return len(present)
+
+    def _commit(
+        self,
+        items: list[NewImage],
+        features: list[Features] | None,
+        replaced: list[int],
+        skipped: list[tuple[Skipped, int | None, int | None]],
+        on_features: Callable[[int, Features], None] | None,
+    ) -> list[int]:
+        if not items and not skipped and not replaced:
+            return []
+        with self._mutex:
+            if items and self._manifest.dim is None:
+                self._manifest.dim = int(items[0].descriptor.shape[0])
+                write_manifest(self.path, self._manifest)
+            ids = self._catalog.write_batch(add=items, remove_ids=replaced, skipped=skipped)
+            if on_features is not None and features is not None:
+                for image_id, feats in zip(ids, features, strict=True):
+                    on_features(image_id, feats)
+            self._vectors_remove(replaced)
+            if self._vectors is not None and items:
+                raw = np.stack([i.descriptor for i in items])
+                self._vectors.add(np.asarray(ids, dtype=np.int64), self._transform(raw))
+                self._vectors_generation = self._catalog.generation
+        return ids
+
+    def _vectors_remove(self, ids: Sequence[int]) -> None:
+        if self._vectors is not None and ids:
+            if self._vectors.remove(np.asarray(ids, dtype=np.int64)):
+                self._vectors_generation = self._catalog.generation
+            else:
+                self._vectors = None  # this index type cannot remove: rebuild on refresh
+
+    def refresh(self) -> None:
+        """Bring derived state (whitening, FAISS index) in line with the catalog and save it."""
+        with self._mutex:
+            n = self._catalog.count()
+            retrained = self._maybe_retrain_whitening(n)
+            key, params = self._wanted_key(n)
+            generation = self._catalog.generation
+            stale = (
+                retrained
+                or self._vectors is None
+                or self._vectors.key != key
+                or self._vectors_generation != generation
+            )
+            if stale:
+                self._vectors = self._build_vectors(key, params) if n or self.search_dim else None
+                self._vectors_generation = generation
+            if self.writable and self._vectors is not None:
+                if stale or self._manifest.index_generation != generation:
+                    self._vectors.save(self.path / VECTORS_NAME)
+                    self._manifest.index_key = key
+                    self._manifest.index_params = params
+                    self._manifest.index_generation = generation
+                    write_manifest(self.path, self._manifest)
+
+    def _maybe_retrain_whitening(self, n: int) -> bool:
+        s = self.settings
+        dim = self._manifest.dim
+        if not s.whiten_dim or dim is None:
+            return False
+        out_dim = min(s.whiten_dim, dim)
+        current = self._manifest.whitening
+        if not whitening_allowed(n, out_dim):
+            return False
+        if current is not None and n < WHITENING_RETRAIN_GROWTH * current.trained_on:
+            return False
+        sample = l2n(self._catalog.sample_descriptors(TRAIN_SAMPLE))
+        whitening = fit_whitening(sample, out_dim)
+        whitening.save(self.path / "whitening.npz")
+        self._whitening = whitening
+        self._whitening_loaded = True
+        self._manifest.whitening = WhiteningState(
+            kind=whitening.kind, dim=out_dim, trained_on=len(sample)
+        )
+        write_manifest(self.path, self._manifest)
+        log.info("trained whitening %d -> %d on %d images", dim, out_dim, len(sample))
+        return True
+
+    @property
+    def whitening(self) -> Whitening | None:
+        if not self._whitening_loaded:
+            state = self._manifest.whitening
+            self._whitening = Whitening.load(self.path / state.file) if state else None
+            self._whitening_loaded = True
+        return self._whitening
+
+    @property
+    def search_dim(self) -> int | None:
+        return self._manifest.search_dim
+
+    def _transform(self, raw: np.ndarray) -> np.ndarray:
+        raw = l2n(np.atleast_2d(np.asarray(raw, dtype=np.float32)))
+        w = self.whitening
+        return w.apply(raw) if w is not None else raw
+
+    def _wanted_key(self, n: int) -> tuple[str, str]:
+        s = self.settings
+        if s.index_key:
+            return s.index_key, s.index_params
+        key, params = choose_index_key(n, self.search_dim or 1)
+        if needs_training(key) and n < min_training_vectors(key):
+            return "Flat", ""
+        return key, params
+
+    def _build_vectors(self, key: str, params: str) -> VectorIndex:
+        dim = self.search_dim
+        if dim is None:
+            raise ConfigError("the index is empty: nothing to search yet")
+        index = VectorIndex(key, dim, params)
+        if not index.is_trained:
+            index.train(self._transform(self._catalog.sample_descriptors(TRAIN_SAMPLE)))
+        for ids, raw in self._catalog.iter_descriptors():
+            index.add(ids, self._transform(raw))
+        return index
+
+    def _ensure_vectors(self) -> VectorIndex | None:
+        with self._mutex:
+            generation = self._catalog.generation
+            if self._vectors is not None and self._vectors_generation == generation:
+                return self._vectors
+            m = self._manifest
+            file = self.path / VECTORS_NAME
+            if m.index_key and m.index_generation == generation and file.exists():
+                self._vectors = VectorIndex.load(file, m.index_key, self.search_dim, m.index_params)
+                self._vectors_generation = generation
+                return self._vectors
+            if self._catalog.count() == 0:
+                return None
+            # Stale or missing (an interrupted sync, a crash): rebuild from the catalog.
+            log.info("rebuilding the vector index of %s from its catalog", self.path)
+            if self.writable:
+                self.refresh()
+            else:
+                key, params = self._wanted_key(self._catalog.count())
+                self._vectors = self._build_vectors(key, params)
+                self._vectors_generation = generation
+            return self._vectors
+
+    def _require_writable(self) -> None:
+        if not self.writable:
+            raise ConfigError(f"{self.path}: index is open read-only")
+
+    # -- searching ---------------------------------------------------------------------------
+
+    def describe(self, image: str | Path | Image.Image) -> np.ndarray:
+        """The raw descriptor of an image file or a PIL image, with this index's settings."""
+        if isinstance(image, Image.Image):
+            return self.extractor.describe_image(image).descriptor
+        return self.extractor.describe_path(image).descriptor
+
+    def search(
+        self,
+        query: str | Path | Image.Image | np.ndarray,
+        k: int = 10,
+        *,
+        min_score: float | None = None,
+    ) -> list[Hit]:
+        """Search by an image file, a PIL image or a raw descriptor. An indexed query file is
+        left out of its own results."""
+        exclude: list[int] = []
+        if isinstance(query, np.ndarray):
+            raw = query
+        else:
+            raw = self.describe(query)
+            if isinstance(query, str | Path):
+                with self._mutex:
+                    record = self._catalog.find_path(str(Path(query).expanduser().absolute()))
+                if record is not None:
+                    exclude.append(record.id)
+        return self.search_vector(raw, k, min_score=min_score, exclude=exclude)
+
+    def search_id(self, image_id: int, k: int = 10, *, min_score: float | None = None) -> list[Hit]:
+        """Search by an indexed image (left out of its own results)."""
+        with self._mutex:
+            raw = self._catalog.descriptor(image_id)
+        if raw is None:
+            raise ConfigError(f"no image with id {image_id} in {self.path}")
+        return self.search_vector(raw, k, min_score=min_score, exclude=[image_id])
+
+    def search_vector(
+        self,
+        raw: np.ndarray,
+        k: int = 10,
+        *,
+        min_score: float | None = None,
+        exclude: Sequence[int] = (),
+    ) -> list[Hit]:
+        """Search by a raw descriptor."""
+        if k < 1:
+            raise ConfigError(f"k must be at least 1, got {k}")
+        raw = np.asarray(raw, dtype=np.float32).reshape(-1)
+        if self._manifest.dim is not None and raw.shape[0] != self._manifest.dim:
+            raise IndexMismatchError(
+                f"query descriptor has dimension {raw.shape[0]}, index has {self._manifest.dim}"
+            )
+        vectors = self._ensure_vectors()
+        if vectors is None:
+            return []
+        scores, ids = vectors.search(self._transform(raw), k + len(exclude))
+        skip = set(exclude)
+        pairs = [
+            (int(i), float(s))
+            for i, s in zip(ids[0], scores[0], strict=True)
+            if i >= 0 and int(i) not in skip and (min_score is None or s >= min_score)
+        ][:k]
+        with self._mutex:
+            records = self._catalog.get_many(i for i, _ in pairs)
+        return [Hit(i, records[i].path, s) for i, s in pairs if i in records]
+
+    def get(self, image_id: int) -> ImageRecord | None:
+        with self._mutex:
+            return self._catalog.get(image_id)
+
+    # -- information -------------------------------------------------------------------------
+
+    def info(self) -> dict:
+        with self._mutex:
+            count = self._catalog.count()
+            skipped = len(self._catalog.skipped())
+        s = self.settings
+        m = self._manifest
+        key, _ = (m.index_key, m.index_params) if m.index_key else self._wanted_key(count)
+        return {
+            "path": str(self.path),
+            "count": count,
+            "skipped": skipped,
+            "model": s.model,
+            "descriptor": s.descriptor,
+            "max_side": s.max_side,
+            "scales": list(s.scales),
+            "dim": m.search_dim,
+            "raw_dim": m.dim,
+            "whitening": m.whitening.model_dump() if m.whitening else None,
+            "index_key": key,
+            "index_params": m.index_params,
+            "size_bytes": sum(f.stat().st_size for f in self.path.iterdir() if f.is_file()),
+            "format_version": m.format_version,
+            "lookalike_version": m.lookalike_version,
+        }
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _resolve_dir(d: str | Path) -> Path:
+    path = Path(d).expanduser().absolute()
+    if not path.exists():
+        raise ConfigError(f"{d}: folder not found")
+    if not path.is_dir():
+        raise ConfigError(f"{d}: not a folder")
+    return path
+
+
+def _is_under(path: str, root: Path) -> bool:
+    root_s = str(root)
+    return path == root_s or path.startswith(root_s.rstrip(os.sep) + os.sep)
+
+
+def _check_settings(settings: IndexSettings) -> None:
+    from lookalike.backbone import MODELS
+    from lookalike.pooling import parse_descriptor
+
+    if settings.model not in MODELS:
+        raise ConfigError(f"unknown model {settings.model!r}; choose one of {', '.join(MODELS)}")
+    parse_descriptor(settings.descriptor)
+    if settings.index_key:
+        VectorIndex(settings.index_key, 8 if "PQ" not in settings.index_key else 64)
+
+
+def _check_same(built: IndexSettings, wanted: IndexSettings, path: Path) -> None:
+    diffs = [
+        f"{name}={getattr(wanted, name)!r} (index has {getattr(built, name)!r})"
+        for name in IndexSettings.model_fields
+        if getattr(built, name) != getattr(wanted, name)
+    ]
+    if diffs:
+        raise IndexMismatchError(f"{path}: index was built with other settings: {'; '.join(diffs)}")
+
+
+def _acquire_lock(path: Path) -> int:
+    fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise IndexLockedError(f"{path}: another process is writing to this index") from None
+    return fd
+
+
+def _release_lock(fd: int | None) -> None:
+    if fd is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

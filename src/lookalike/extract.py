@@ -1,0 +1,106 @@
+"""From an image to its raw descriptor: backbone feature map -> pooling -> L2 normalization.
+
+One Extractor per setting; the backbone loads lazily on first use. The same object produces the
+ImageNet logits from the same forward pass (used for classification and tags).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from lookalike.images import load_image
+from lookalike.pooling import l2n, parse_descriptor, pool
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """What one forward pass gives for one image."""
+
+    descriptor: np.ndarray  # (D,) float32, L2-normalized
+    logits: np.ndarray  # (1000,) float32, ImageNet-1k
+
+
+class Extractor:
+    """Turns images into descriptors with one fixed setting."""
+
+    def __init__(
+        self,
+        model: str = "lite0",
+        descriptor: str = "gem:p=3",
+        max_side: int = 480,
+        scales: Sequence[float] = (1.0,),
+        *,
+        runtime: str = "onnx",
+        threads: int | None = None,
+    ) -> None:
+        self.model = model
+        self.spec = parse_descriptor(descriptor)
+        self.descriptor = str(self.spec)
+        self.max_side = int(max_side)
+        self.scales = tuple(float(s) for s in scales)
+        self.runtime = runtime
+        self.threads = threads
+        self._backbone = None
+
+    @property
+    def backbone(self):
+        if self._backbone is None:
+            from lookalike.backbone import load_backbone
+
+            self._backbone = load_backbone(self.model, runtime=self.runtime, threads=self.threads)
+        return self._backbone
+
+    @property
+    def dim(self) -> int:
+        return int(self.backbone.channels)
+
+    def load(self, path: str | Path) -> Image.Image:
+        """Load an image file as the extractor sees it (raises ImageError)."""
+        return load_image(path, self.max_side)
+
+    def describe_path(self, path: str | Path) -> Features:
+        return self.describe_image(self.load(path))
+
+    def describe_image(self, image: Image.Image) -> Features:
+        """`image` is RGB; it is resized to max_side first if larger."""
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        if max(image.size) > self.max_side:
+            image = _resize_max_side(image, self.max_side)
+        total = None
+        logits = None
+        for scale in self.scales:
+            scaled = image if scale == 1.0 else _resize_scale(image, scale)
+            fmap, scale_logits = self._forward(scaled)
+            vec = pool(self.spec, fmap)
+            total = vec if total is None else total + vec
+            if logits is None or scale == 1.0:
+                logits = scale_logits
+        return Features(descriptor=l2n(total).astype(np.float32), logits=logits)
+
+    def describe_images(self, images: Sequence[Image.Image]) -> list[Features]:
+        return [self.describe_image(img) for img in images]
+
+    def _forward(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+        from lookalike.backbone.efficientnet import preprocess
+
+        batch = preprocess(np.asarray(image))[None]
+        fmaps, logits = self.backbone.run(batch)
+        return fmaps[0], logits[0]
+
+
+def _resize_max_side(image: Image.Image, max_side: int) -> Image.Image:
+    w, h = image.size
+    s = max_side / max(w, h)
+    return image.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BICUBIC)
+
+
+def _resize_scale(image: Image.Image, scale: float) -> Image.Image:
+    w, h = image.size
+    size = (max(32, round(w * scale)), max(32, round(h * scale)))
+    return image.resize(size, Image.Resampling.BICUBIC)

@@ -1,0 +1,361 @@
+"""The SQLite catalog: the source of truth of an index.
+
+One row per indexed image (path, size, mtime, content hash, width, height, when added, raw
+descriptor), one row per skipped file with its reason, and a small key/value `meta` table. Every
+write happens in a transaction that also bumps `meta.generation`, so derived state (the FAISS
+index, the whitening) can tell whether it is up to date.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lookalike.errors import IndexCorruptError
+
+SCHEMA_VERSION = 1
+DESCRIPTOR_DTYPE = np.float16
+
+_SCHEMA_V1 = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS images (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    path       TEXT NOT NULL UNIQUE,
+    size       INTEGER NOT NULL,
+    mtime_ns   INTEGER NOT NULL,
+    hash       TEXT NOT NULL,
+    width      INTEGER NOT NULL,
+    height     INTEGER NOT NULL,
+    added_at   REAL NOT NULL,
+    descriptor BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS images_hash ON images(hash);
+CREATE TABLE IF NOT EXISTS skipped (
+    path       TEXT PRIMARY KEY,
+    reason     TEXT NOT NULL,
+    size       INTEGER,
+    mtime_ns   INTEGER,
+    skipped_at REAL NOT NULL
+);
+"""
+
+# Step-by-step migrations: MIGRATIONS[v] upgrades a catalog from version v to v + 1.
+MIGRATIONS: dict[int, str] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRecord:
+    """One indexed image as the catalog knows it."""
+
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    hash: str
+    width: int
+    height: int
+    added_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class NewImage:
+    """An image ready to be written: its file facts and its raw descriptor."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    hash: str
+    width: int
+    height: int
+    descriptor: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    path: str
+    reason: str
+
+
+_RECORD_COLUMNS = "id, path, size, mtime_ns, hash, width, height, added_at"
+
+
+def _encode(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype=DESCRIPTOR_DTYPE).tobytes()
+
+
+class Catalog:
+    """A SQLite database file. Use as a context manager or call `close()`."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        try:
+            if readonly:
+                uri = f"file:{self.path.as_posix()}?mode=ro"
+                self._db = sqlite3.connect(
+                    uri, uri=True, isolation_level=None, check_same_thread=False
+                )
+            else:
+                self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=10000")
+            if not readonly:
+                self._migrate()
+            self._check_version()
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorruptError(f"{self.path}: cannot read the catalog ({exc})") from exc
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        with self._transaction():
+            for statement in _SCHEMA_V1.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            version = self._get_meta("schema_version")
+            if version is None:
+                self._set_meta("schema_version", str(SCHEMA_VERSION))
+                self._set_meta("generation", "0")
+                return
+            current = int(version)
+            while current < SCHEMA_VERSION:
+                for statement in MIGRATIONS[current].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                current += 1
+                self._set_meta("schema_version", str(current))
+
+    def _check_version(self) -> None:
+        version = self._get_meta("schema_version")
+        if version is None or int(version) > SCHEMA_VERSION:
+            raise IndexCorruptError(
+                f"{self.path}: catalog schema version {version} is not supported "
+                f"(this lookalike reads up to {SCHEMA_VERSION})"
+            )
+
+    class _Tx:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db = db
+
+        def __enter__(self) -> None:
+            self.db.execute("BEGIN IMMEDIATE")
+
+        def __exit__(self, exc_type: object, *_: object) -> None:
+            if exc_type is None:
+                self.db.execute("COMMIT")
+            else:
+                self.db.execute("ROLLBACK")
+
+    def _transaction(self) -> Catalog._Tx:
+        return Catalog._Tx(self._db)
+
+    # -- meta --------------------------------------------------------------------------------
+
+    def _get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._db.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def _bump(self) -> None:
+        self._db.execute(
+            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'"
+        )
+
+    @property
+    def generation(self) -> int:
+        """Incremented by every committed change of images; derived state stores the value it
+        was built from."""
+        value = self._get_meta("generation")
+        return int(value or 0)
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def write_batch(
+        self,
+        *,
+        add: Sequence[NewImage] = (),
+        remove_ids: Sequence[int] = (),
+        skipped: Sequence[tuple[Skipped, int | None, int | None]] = (),
+        clear_skipped: Sequence[str] = (),
+    ) -> list[int]:
+        """Apply one batch atomically: remove ids, insert or replace images, record skipped files.
+
+        Returns the new ids of `add`, in order. A replaced path gets a new id (its descriptor
+        changed), and its old row is removed in the same transaction.
+        """
+        now = time.time()
+        new_ids: list[int] = []
+        with self._transaction():
+            if remove_ids:
+                self._db.executemany("DELETE FROM images WHERE id = ?", [(i,) for i in remove_ids])
+            for item in add:
+                self._db.execute("DELETE FROM images WHERE path = ?", (item.path,))
+                cursor = self._db.execute(
+                    "INSERT INTO images(path, size, mtime_ns, hash, width, height, added_at,"
+                    " descriptor) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        item.path,
+                        item.size,
+                        item.mtime_ns,
+                        item.hash,
+                        item.width,
+                        item.height,
+                        now,
+                        _encode(item.descriptor),
+                    ),
+                )
+                new_ids.append(int(cursor.lastrowid))
+                self._db.execute("DELETE FROM skipped WHERE path = ?", (item.path,))
+            for entry, size, mtime_ns in skipped:
+                self._db.execute(
+                    "INSERT INTO skipped(path, reason, size, mtime_ns, skipped_at)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET"
+                    " reason = excluded.reason, size = excluded.size,"
+                    " mtime_ns = excluded.mtime_ns, skipped_at = excluded.skipped_at",
+                    (entry.path, entry.reason, size, mtime_ns, now),
+                )
+            if clear_skipped:
+                self._db.executemany(
+                    "DELETE FROM skipped WHERE path = ?", [(p,) for p in clear_skipped]
+                )
+            if add or remove_ids:
+                self._bump()
+        return new_ids
+
+    def update_file_states(self, states: Sequence[tuple[int, int, int]]) -> None:
+        """Record a new (size, mtime) for images whose content did not change."""
+        if not states:
+            return
+        with self._transaction():
+            self._db.executemany(
+                "UPDATE images SET size = ?, mtime_ns = ? WHERE id = ?",
+                [(size, mtime_ns, image_id) for image_id, size, mtime_ns in states],
+            )
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM images").fetchone()[0])
+
+    def get(self, image_id: int) -> ImageRecord | None:
+        row = self._db.execute(
+            f"SELECT {_RECORD_COLUMNS} FROM images WHERE id = ?", (int(image_id),)
+        ).fetchone()
+        return None if row is None else ImageRecord(*row)
+
+    def get_many(self, ids: Iterable[int]) -> dict[int, ImageRecord]:
+        ids = [int(i) for i in ids]
+        out: dict[int, ImageRecord] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._db.execute(
+                f"SELECT {_RECORD_COLUMNS} FROM images WHERE id IN ({marks})", chunk
+            ):
+                out[row[0]] = ImageRecord(*row)
+        return out
+
+    def find_path(self, path: str) -> ImageRecord | None:
+        row = self._db.execute(
+            f"SELECT {_RECORD_COLUMNS} FROM images WHERE path = ?", (path,)
+        ).fetchone()
+        return None if row is None else ImageRecord(*row)
+
+    def find_hash(self, content_hash: str) -> list[ImageRecord]:
+        rows = self._db.execute(
+            f"SELECT {_RECORD_COLUMNS} FROM images WHERE hash = ? ORDER BY id", (content_hash,)
+        ).fetchall()
+        return [ImageRecord(*row) for row in rows]
+
+    def records(self) -> Iterator[ImageRecord]:
+        cursor = self._db.execute(f"SELECT {_RECORD_COLUMNS} FROM images ORDER BY id")
+        for row in cursor:
+            yield ImageRecord(*row)
+
+    def file_states(self) -> dict[str, tuple[int, int, int, str]]:
+        """path -> (id, size, mtime_ns, hash) for every indexed image (used by sync)."""
+        return {
+            row[1]: (row[0], row[2], row[3], row[4])
+            for row in self._db.execute("SELECT id, path, size, mtime_ns, hash FROM images")
+        }
+
+    def skipped_states(self) -> dict[str, tuple[int | None, int | None, str]]:
+        return {
+            row[0]: (row[1], row[2], row[3])
+            for row in self._db.execute("SELECT path, size, mtime_ns, reason FROM skipped")
+        }
+
+    def skipped(self) -> list[Skipped]:
+        rows = self._db.execute("SELECT path, reason FROM skipped ORDER BY path").fetchall()
+        return [Skipped(*row) for row in rows]
+
+    def descriptor(self, image_id: int) -> np.ndarray | None:
+        row = self._db.execute(
+            "SELECT descriptor FROM images WHERE id = ?", (int(image_id),)
+        ).fetchone()
+        if row is None:
+            return None
+        return np.frombuffer(row[0], dtype=DESCRIPTOR_DTYPE).astype(np.float32)
+
+    def iter_descriptors(self, batch: int = 10_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (ids int64 (n,), descriptors float32 (n, D)) in id order, `batch` at a time."""
+        last = -1
+        while True:
+            rows = self._db.execute(
+                "SELECT id, descriptor FROM images WHERE id > ? ORDER BY id LIMIT ?",
+                (last, batch),
+            ).fetchall()
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            vectors = np.stack([np.frombuffer(r[1], dtype=DESCRIPTOR_DTYPE) for r in rows]).astype(
+                np.float32
+            )
+            yield ids, vectors
+            last = int(ids[-1])
+
+    def sample_descriptors(self, limit: int, seed: int = 0) -> np.ndarray:
+        """Up to `limit` raw descriptors spread over the collection (for training whitening or
+        an approximate index)."""
+        n = self.count()
+        if n == 0:
+            return np.zeros((0, 0), dtype=np.float32)
+        if n <= limit:
+            return np.concatenate([v for _, v in self.iter_descriptors()])
+        rng = np.random.default_rng(seed)
+        all_ids = np.fromiter(
+            (r[0] for r in self._db.execute("SELECT id FROM images")), dtype=np.int64
+        )
+        chosen = np.sort(rng.choice(all_ids, size=limit, replace=False))
+        out = []
+        for start in range(0, len(chosen), 500):
+            chunk = [int(i) for i in chosen[start : start + 500]]
+            marks = ",".join("?" * len(chunk))
+            for row in self._db.execute(
+                f"SELECT descriptor FROM images WHERE id IN ({marks})", chunk
+            ):
+                out.append(np.frombuffer(row[0], dtype=DESCRIPTOR_DTYPE))
+        return np.stack(out).astype(np.float32)

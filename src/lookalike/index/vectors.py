@@ -1,0 +1,183 @@
+"""The FAISS side of an index: which index type, and a thin wrapper that keeps our ids.
+
+The index type is described by a FAISS factory string (`"Flat"`, `"IVF4096,PQ64x4fs,RFlat"`,
+`"HNSW32,Flat"`), optionally followed by search-time parameters in FAISS's own syntax
+(`"nprobe=32,k_factor_rf=8"`). Vectors are compared by inner product; lookalike stores
+L2-normalized vectors, so scores are cosine similarities.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from lookalike.errors import ConfigError, IndexCorruptError
+
+# Up to this many vectors, exact search is fast enough (about 10 ms a query at 100k x 256-d on
+# two cores) and needs no training; above it an inverted-file index whose shortlist is re-ranked
+# with the full vectors. Measured in benchmarks/search_scale.py (see BENCHMARKS.md).
+EXACT_SEARCH_MAX = 100_000
+
+
+def choose_index_key(n: int, dim: int) -> tuple[str, str]:
+    """The FAISS factory string and search parameters lookalike uses for `n` vectors of `dim`."""
+    if n <= EXACT_SEARCH_MAX:
+        return "Flat", ""
+    nlist = 1 << int(round(math.log2(4 * math.sqrt(n))))
+    m = _pq_subquantizers(dim)
+    return f"IVF{nlist},PQ{m}x4fs,RFlat", "nprobe=32,k_factor_rf=8"
+
+
+def _pq_subquantizers(dim: int) -> int:
+    # x4fs PQ wants an even number of sub-quantizers that divides the dimension;
+    # aim for about 4 dimensions each.
+    for m in range(max(2, dim // 4), 1, -1):
+        if dim % m == 0 and m % 2 == 0:
+            return m
+    return 2
+
+
+def needs_training(key: str) -> bool:
+    return key.split(",")[0] != "Flat" and not key.startswith("HNSW")
+
+
+def min_training_vectors(key: str) -> int:
+    """Vectors FAISS needs to train `key` (roughly: 39 per IVF list / PQ centroid)."""
+    need = 1
+    for part in key.split(","):
+        if part.startswith("IVF"):
+            digits = "".join(ch for ch in part[3:] if ch.isdigit())
+            need = max(need, int(digits or 1) * 39)
+        if part.startswith("PQ"):
+            need = max(need, 16 * 39 if "x4" in part else 256 * 39)
+    return need
+
+
+class VectorIndex:
+    """A FAISS index of L2-normalized vectors keyed by catalog ids."""
+
+    def __init__(self, key: str, dim: int, params: str = "") -> None:
+        import faiss
+
+        self.key = key
+        self.dim = dim
+        self.params = params
+        try:
+            self._index = faiss.index_factory(dim, f"IDMap2,{key}", faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as exc:
+            raise ConfigError(f"invalid FAISS factory string {key!r}: {_first_line(exc)}") from exc
+        self._apply_params()
+
+    @classmethod
+    def from_faiss(cls, index: object, key: str, dim: int, params: str) -> VectorIndex:
+        self = cls.__new__(cls)
+        self.key, self.dim, self.params = key, dim, params
+        self._index = index
+        self._apply_params()
+        return self
+
+    def _apply_params(self) -> None:
+        if not self.params:
+            return
+        import faiss
+
+        try:
+            faiss.ParameterSpace().set_index_parameters(self._index, self.params)
+        except RuntimeError as exc:
+            raise ConfigError(
+                f"invalid FAISS search parameters {self.params!r} for {self.key!r}: "
+                f"{_first_line(exc)}"
+            ) from exc
+
+    @property
+    def ntotal(self) -> int:
+        return int(self._index.ntotal)
+
+    @property
+    def is_trained(self) -> bool:
+        return bool(self._index.is_trained)
+
+    @property
+    def faiss_index(self) -> object:
+        """The underlying FAISS index (for callers that want FAISS directly)."""
+        return self._index
+
+    def train(self, vectors: np.ndarray) -> None:
+        if self._index.is_trained:
+            return
+        vectors = _as_f32(vectors, self.dim)
+        need = min_training_vectors(self.key)
+        if len(vectors) < need:
+            raise ConfigError(
+                f"FAISS index {self.key!r} needs at least {need} vectors to train, "
+                f"got {len(vectors)}; use a smaller index or 'Flat'"
+            )
+        self._index.train(vectors)
+        self._apply_params()
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if len(ids) == 0:
+            return
+        self._index.add_with_ids(_as_f32(vectors, self.dim), np.asarray(ids, dtype=np.int64))
+
+    def remove(self, ids: np.ndarray) -> bool:
+        """Remove ids; False when this index type cannot remove (the caller rebuilds)."""
+        if len(ids) == 0:
+            return True
+        try:
+            self._index.remove_ids(np.asarray(ids, dtype=np.int64))
+        except RuntimeError:
+            return False
+        return True
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores (q, k), ids (q, k)); missing results have id -1."""
+        queries = _as_f32(np.atleast_2d(queries), self.dim)
+        k = max(1, min(int(k), max(self.ntotal, 1)))
+        scores, ids = self._index.search(queries, k)
+        return scores, ids
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically: a temporary file in the same folder, fsync, then rename."""
+        import faiss
+
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            faiss.write_index(self._index, tmp)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    @classmethod
+    def load(cls, path: str | Path, key: str, dim: int, params: str, *, mmap: bool = False):
+        import faiss
+
+        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
+        try:
+            index = faiss.read_index(str(path), flags)
+        except RuntimeError as exc:
+            raise IndexCorruptError(f"{path}: cannot read the FAISS index") from exc
+        if index.d != dim:
+            raise IndexCorruptError(f"{path}: FAISS index has dimension {index.d}, expected {dim}")
+        return cls.from_faiss(index, key, dim, params)
+
+
+def _as_f32(vectors: np.ndarray, dim: int) -> np.ndarray:
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[1] != dim:
+        raise ConfigError(f"expected vectors of dimension {dim}, got shape {vectors.shape}")
+    return vectors
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1] if text else type(exc).__name__
