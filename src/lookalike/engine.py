@@ -20,7 +20,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -67,14 +67,26 @@ WHITENING_RETRAIN_GROWTH = 2.0  # retrain whitening when the collection doubles
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """One search result: a catalog id, the file path and the cosine similarity."""
+    """One search result: a catalog id, the file path and the cosine similarity.
+
+    Optional extras, filled by the steps that compute them: `box` (x0, y0, x1, y1) where the
+    query object sits in this image, in the image's pixel coordinates; `tags`, the image's
+    top ImageNet classes as `{"class_id", "name", "prob"}` dicts.
+    """
 
     id: int
     path: str
     score: float
+    box: tuple[int, int, int, int] | None = None
+    tags: tuple[dict, ...] | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = {"id": self.id, "path": self.path, "score": self.score}
+        if self.box is not None:
+            out["box"] = list(self.box)
+        if self.tags is not None:
+            out["tags"] = [dict(t) for t in self.tags]
+        return out
 
 
 @dataclass(slots=True)

@@ -1,41 +1,16 @@
-"""The `lookalike` command. It parses, calls the Python API and prints; nothing else."""
+"""Core commands: index, search, info, demo."""
 
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from lookalike.cli import IndexOpt, JsonOpt, app
 from lookalike.errors import ConfigError, LookalikeError
-
-app = typer.Typer(
-    name="lookalike",
-    help="Find the photos that look like a query photo (CNN descriptors + FAISS).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-IndexOpt = Annotated[
-    Path,
-    typer.Option(
-        "--index",
-        "-i",
-        envvar="LOOKALIKE_INDEX",
-        help="Index directory (or set LOOKALIKE_INDEX).",
-        show_default=False,
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
 
 
 def _parse_scales(text: str | None) -> tuple[float, ...] | None:
@@ -229,16 +204,3 @@ def demo_cmd(
     ok = run_demo(out, k=k, echo=typer.echo)
     if not ok:
         raise typer.Exit(1)
-
-
-def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        app()
-    except LookalikeError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()
