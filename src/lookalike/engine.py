@@ -35,7 +35,7 @@ from lookalike.errors import (
     IndexNotFoundError,
 )
 from lookalike.extract import Extractor, Features
-from lookalike.images import image_size, iter_image_files
+from lookalike.images import crop_box, image_size, iter_image_files, load_image
 from lookalike.index.catalog import Catalog, ImageRecord, NewImage, Skipped
 from lookalike.index.manifest import (
     MANIFEST_NAME,
@@ -571,11 +571,19 @@ class Index:
 
     # -- searching ---------------------------------------------------------------------------
 
-    def describe(self, image: str | Path | Image.Image) -> np.ndarray:
-        """The raw descriptor of an image file or a PIL image, with this index's settings."""
-        if isinstance(image, Image.Image):
-            return self.extractor.describe_image(image).descriptor
-        return self.extractor.describe_path(image).descriptor
+    def describe(
+        self,
+        image: str | Path | Image.Image,
+        *,
+        box: tuple[float, float, float, float] | None = None,
+    ) -> np.ndarray:
+        """The raw descriptor of an image file or a PIL image, with this index's settings.
+        With `box` (x0, y0, x1, y1 in the image's own pixels), only that region is described."""
+        if not isinstance(image, Image.Image):
+            image = load_image(image, None if box is not None else self.settings.max_side)
+        if box is not None:
+            image = crop_box(image, box)
+        return self.extractor.describe_image(image).descriptor
 
     def search(
         self,
@@ -583,14 +591,15 @@ class Index:
         k: int = 10,
         *,
         min_score: float | None = None,
+        box: tuple[float, float, float, float] | None = None,
     ) -> list[Hit]:
         """Search by an image file, a PIL image or a raw descriptor. An indexed query file is
-        left out of its own results."""
+        left out of its own results. `box` restricts the query to a region of the image."""
         exclude: list[int] = []
         if isinstance(query, np.ndarray):
             raw = query
         else:
-            raw = self.describe(query)
+            raw = self.describe(query, box=box)
             if isinstance(query, str | Path):
                 with self._mutex:
                     record = self._catalog.find_path(str(Path(query).expanduser().absolute()))
