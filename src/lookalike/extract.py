@@ -87,7 +87,7 @@ class Extractor:
         return [self.describe_image(img) for img in images]
 
     def _forward(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
-        from lookalike.backbone.efficientnet import preprocess
+        from lookalike.backbone import preprocess
 
         batch = preprocess(np.asarray(image))[None]
         fmaps, logits = self.backbone.run(batch)

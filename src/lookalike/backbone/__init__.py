@@ -6,6 +6,7 @@ The model definition itself is in `lookalike.backbone.efficientnet` (imports tor
 
 from __future__ import annotations
 
+from lookalike.backbone.preprocess import preprocess, preprocess_batch
 from lookalike.backbone.runtime import (
     MODELS,
     RUNTIMES,
@@ -21,6 +22,8 @@ from lookalike.backbone.runtime import (
 )
 
 __all__ = [
+    "preprocess",
+    "preprocess_batch",
     "MODELS",
     "RUNTIMES",
     "Backbone",

@@ -21,11 +21,11 @@ import math
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lookalike.backbone.preprocess import preprocess, preprocess_batch
 from lookalike.backbone.runtime import MODELS, ModelInfo, get_model_info
 from lookalike.errors import ConfigError
 
@@ -229,32 +229,3 @@ def load_model(name: str = "lite0") -> EfficientNetLite:
     state = torch.load(weights_path(name), map_location="cpu", weights_only=True)
     model.load_state_dict(state, strict=True)
     return model.eval()
-
-
-def preprocess(rgb: np.ndarray) -> np.ndarray:
-    """RGB uint8 (H, W, 3) -> float32 (3, H, W) normalized as (pixel - 127) / 128."""
-    rgb = np.asarray(rgb)
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"expected an RGB image of shape (H, W, 3), got {rgb.shape}")
-    chw = rgb.transpose(2, 0, 1).astype(np.float32)
-    chw -= 127.0
-    chw *= 1.0 / 128.0
-    return np.ascontiguousarray(chw)
-
-
-def preprocess_batch(images: list[np.ndarray] | np.ndarray) -> np.ndarray:
-    """Same-sized RGB uint8 images (N, H, W, 3) or a list of (H, W, 3) -> float32 (N, 3, H, W)."""
-    if isinstance(images, np.ndarray) and images.ndim == 4:
-        if images.shape[3] != 3:
-            raise ValueError(f"expected images of shape (N, H, W, 3), got {images.shape}")
-        out = images.transpose(0, 3, 1, 2).astype(np.float32)
-        out -= 127.0
-        out *= 1.0 / 128.0
-        return np.ascontiguousarray(out)
-    arrays = [preprocess(im) for im in images]
-    if not arrays:
-        raise ValueError("preprocess_batch needs at least one image")
-    shapes = {a.shape for a in arrays}
-    if len(shapes) != 1:
-        raise ValueError(f"images in a batch must share one size, got {sorted(shapes)}")
-    return np.stack(arrays)
