@@ -273,6 +273,8 @@ class Index:
         metadata_only: list[tuple[int, int, int]] = []
         for file in iter_image_files(roots):
             path = str(file)
+            if _is_under(path, self.path):
+                continue  # the index's own files (uploads, thumbnails) are not photos
             seen.add(path)
             try:
                 st = file.stat()
@@ -303,6 +305,13 @@ class Index:
         ]
         with self._mutex:
             self._catalog.update_file_states(metadata_only)
+            vanished = [
+                path
+                for path in self._catalog.skipped_states()
+                if path not in seen and any(_is_under(path, root) for root in roots)
+            ]
+            if vanished:
+                self._catalog.write_batch(clear_skipped=vanished)
             if gone:
                 self._catalog.write_batch(remove_ids=gone)
                 self._vectors_remove(gone)
