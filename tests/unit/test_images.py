@@ -6,14 +6,16 @@ All test images are made on the fly in tmp_path.
 from __future__ import annotations
 
 import os
+import shutil
 import struct
+import tempfile
 import warnings
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFile, features
+from PIL import Image, ImageFile
 
 from lookalike.errors import ConfigError, ImageError
 from lookalike.images import (
@@ -63,11 +65,7 @@ FORMATS = [
     ("tif", {}),
     ("tiff", {"compression": "tiff_deflate"}),
     ("ppm", {}),
-    pytest.param(
-        "webp",
-        {"lossless": True},
-        marks=pytest.mark.skipif(not features.check("webp"), reason="no WebP support"),
-    ),
+    ("webp", {"lossless": True}),
 ]
 
 
@@ -293,16 +291,52 @@ def test_truncated_file(tmp_path, ext):
     assert load_image(full).size == (128, 128)
 
 
+def _reason_as_unprivileged_user(path) -> str:
+    """_reason(path) computed in a forked child that dropped root (root reads chmod-000 files)."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: become 'nobody', report the reason, exit without running pytest code
+        code = 0
+        try:
+            os.close(read_fd)
+            os.setgid(65534)
+            os.setuid(65534)
+            try:
+                load_image(path)
+                reason = "ok"
+            except ImageError as exc:
+                reason = exc.reason
+            os.write(write_fd, reason.encode())
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as fh:
+        reason = fh.read().decode()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return reason
+
+
 def test_permission_denied(tmp_path):
-    path = tmp_path / "locked.png"
+    # A folder every user can enter (pytest's own tmp root is private to root).
+    folder = Path(tempfile.mkdtemp(prefix="lookalike-perm-"))
+    folder.chmod(0o755)
+    path = folder / "locked.png"
+    control = folder / "open.png"
     Image.new("RGB", (4, 4)).save(path)
+    Image.new("RGB", (4, 4)).save(control)
+    control.chmod(0o644)
     path.chmod(0)
     try:
-        if os.access(path, os.R_OK):
-            pytest.skip("running with privileges that read chmod-000 files (root)")
-        assert _reason(path) == "permission denied"
+        if os.geteuid() == 0:
+            assert _reason_as_unprivileged_user(path) == "permission denied"
+            assert _reason_as_unprivileged_user(control) == "ok"  # so the denial is the file's
+        else:
+            assert _reason(path) == "permission denied"
     finally:
-        path.chmod(0o644)
+        shutil.rmtree(folder)
 
 
 def test_permission_denied_mapping(tmp_path, monkeypatch):
