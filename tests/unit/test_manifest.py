@@ -1,0 +1,112 @@
+"""manifest.json: settings validation, atomic writes, refusal of unknown versions."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from lookalike import __version__
+from lookalike.errors import ConfigError, IndexCorruptError
+from lookalike.index.manifest import (
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    IndexSettings,
+    Manifest,
+    WhiteningState,
+    read_manifest,
+    validate_settings,
+    write_manifest,
+)
+
+
+def _manifest(**settings) -> Manifest:
+    return Manifest(lookalike_version=__version__, settings=IndexSettings(**settings))
+
+
+def test_round_trip(tmp_path):
+    m = _manifest(descriptor="mac", max_side=224, scales=(1, 0.707), index_key="Flat")
+    m.dim = 1280
+    m.whitening = WhiteningState(kind="pcaw", dim=256, trained_on=2000)
+    m.index_key, m.index_generation = "Flat", 7
+    write_manifest(tmp_path, m)
+    back = read_manifest(tmp_path)
+    assert back == m
+    assert back.settings.scales == (1.0, 0.707)
+    assert back.search_dim == 256
+    raw = json.loads((tmp_path / MANIFEST_NAME).read_text())
+    assert raw["format_version"] == FORMAT_VERSION
+    assert raw["settings"]["descriptor"] == "mac"
+
+
+def test_search_dim_is_raw_dim_without_whitening():
+    m = _manifest()
+    assert m.search_dim is None
+    m.dim = 1280
+    assert m.search_dim == 1280
+
+
+def test_write_is_atomic_and_leaves_no_temp_files(tmp_path, monkeypatch):
+    write_manifest(tmp_path, _manifest(max_side=300))
+    before = (tmp_path / MANIFEST_NAME).read_bytes()
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write_manifest(tmp_path, _manifest(max_side=500))
+    monkeypatch.undo()
+    assert (tmp_path / MANIFEST_NAME).read_bytes() == before  # the old one, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == [MANIFEST_NAME]
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        ("{not json", "cannot read the manifest"),
+        ('{"format_version": 99}', "format version 99"),
+        ("[]", "format version None"),
+        (
+            json.dumps({"format_version": FORMAT_VERSION, "lookalike_version": "x"}),
+            "invalid manifest",
+        ),
+        (
+            json.dumps(
+                {
+                    "format_version": FORMAT_VERSION,
+                    "lookalike_version": "x",
+                    "settings": {"max_side": 1},
+                }
+            ),
+            "invalid manifest",
+        ),
+    ],
+)
+def test_unreadable_manifest_is_a_clear_error(tmp_path, content, match):
+    (tmp_path / MANIFEST_NAME).write_text(content)
+    with pytest.raises(IndexCorruptError, match=match):
+        read_manifest(tmp_path)
+
+
+def test_validate_settings_names_the_field():
+    assert validate_settings(max_side=224, model=None).max_side == 224
+    with pytest.raises(ConfigError, match="max_side"):
+        validate_settings(max_side=5)
+    with pytest.raises(ConfigError, match="scales"):
+        validate_settings(scales=(0.0,))
+    with pytest.raises(ConfigError, match="colour"):
+        validate_settings(colour="red")
+
+
+def test_settings_are_frozen():
+    s = IndexSettings()
+    with pytest.raises(Exception, match="frozen"):
+        s.max_side = 100
+    assert s.extraction() == {
+        "model": "lite0",
+        "descriptor": "gem:p=3",
+        "max_side": 480,
+        "scales": [1.0],
+    }
