@@ -1,0 +1,360 @@
+"""The /api routes. They parse, call the engine (CNN work through the gate, other blocking work
+in the thread pool) and shape JSON; the logic lives in lookalike.engine."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response, UploadFile
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from lookalike.engine import Hit
+from lookalike.errors import ImageError
+from lookalike.images import decode_image
+from lookalike.index.catalog import ImageRecord
+from lookalike.server.app import ServerState
+from lookalike.server.problems import ApiError
+from lookalike.server.thumbnails import DEFAULT_SIZE, SIZES
+from lookalike.server.uploads import keep, receive_upload
+
+router = APIRouter(prefix="/api")
+
+Box = tuple[float, float, float, float]
+
+
+def get_state(request: Request) -> ServerState:
+    return request.app.state.lookalike
+
+
+State = Annotated[ServerState, Depends(get_state)]
+
+
+# -- models -----------------------------------------------------------------------------------
+
+
+class SearchById(BaseModel):
+    """Search from an indexed image: `{"id": N, "k": K}`; `box` (x0, y0, x1, y1, in that
+    image's pixels) searches for that region only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: int
+    k: int | None = Field(None, ge=1)
+    box: Box | None = None
+
+
+SEARCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["image"],
+                    "properties": {
+                        "image": {"type": "string", "format": "binary"},
+                        "k": {"type": "integer", "minimum": 1},
+                        "box": {
+                            "type": "string",
+                            "description": "x0,y0,x1,y1 in the uploaded image's pixels",
+                        },
+                    },
+                }
+            },
+            "application/json": {"schema": SearchById.model_json_schema()},
+        },
+    }
+}
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _k(state: ServerState, k: int | None) -> int:
+    s = state.settings
+    if k is None:
+        return s.default_k
+    if not 1 <= k <= s.max_k:
+        raise ApiError(422, f"k: must be between 1 and {s.max_k}, got {k}")
+    return k
+
+
+def _record(state: ServerState, image_id: int) -> ImageRecord:
+    record = state.index.get(image_id)
+    if record is None:
+        raise ApiError(404, f"no image with id {image_id} in the index")
+    return record
+
+
+def _urls(image_id: int) -> dict:
+    return {
+        "thumbnail": f"/api/images/{image_id}/thumbnail",
+        "file": f"/api/images/{image_id}/file",
+    }
+
+
+def _record_json(record: ImageRecord) -> dict:
+    return {
+        "id": record.id,
+        "path": record.path,
+        "width": record.width,
+        "height": record.height,
+        "size": record.size,
+        "hash": record.hash,
+        "added_at": record.added_at,
+        **_urls(record.id),
+    }
+
+
+def _hits_json(state: ServerState, hits: list[Hit], started: float, query: dict) -> dict:
+    out = []
+    for hit in hits:
+        record = state.index.get(hit.id)
+        item = hit.to_dict()
+        if record is not None:
+            item["width"], item["height"] = record.width, record.height
+        item.update(_urls(hit.id))
+        out.append(item)
+    return {"query": query, "hits": out, "ms": round(1000 * (time.perf_counter() - started), 1)}
+
+
+def _parse_box(text: str | None) -> Box | None:
+    if text is None or not str(text).strip():
+        return None
+    text = str(text).strip()
+    try:
+        values = json.loads(text) if text.startswith("[") else [float(v) for v in text.split(",")]
+        box = tuple(float(v) for v in values)
+    except (ValueError, TypeError):
+        box = ()
+    if len(box) != 4:
+        raise ApiError(422, f"box: expected four numbers x0,y0,x1,y1, got {text!r}")
+    return box  # type: ignore[return-value]
+
+
+def _parse_int(name: str, text: object) -> int | None:
+    if text is None or text == "":
+        return None
+    try:
+        return int(str(text))
+    except ValueError:
+        raise ApiError(422, f"{name}: expected an integer, got {text!r}") from None
+
+
+def require_write(request: Request, state: State) -> None:
+    """Writes need --writable, and the bearer token when one is configured."""
+    if not state.settings.writable:
+        raise ApiError(403, "writes are disabled (start the server with --writable)")
+    token = state.settings.token
+    if token:
+        given = request.headers.get("authorization", "")
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(
+            value.strip().encode(), token.encode()
+        ):
+            raise ApiError(
+                401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+            )
+
+
+# -- search -----------------------------------------------------------------------------------
+
+
+@router.post("/search", openapi_extra=SEARCH_BODY)
+async def search(request: Request, state: State) -> dict:
+    """Search by an uploaded image (multipart field `image`, optional `k`, optional `box`
+    "x0,y0,x1,y1") or by an indexed image (JSON `{"id": N, "k": K, "box": [...]}`).
+    Returns `{"hits": [{"id", "path", "score", "box"?, "width", "height", ...}]}`."""
+    started = time.perf_counter()
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith("multipart/form-data"):
+        form = await request.form(max_files=1, max_fields=8)
+        file = form.get("image")
+        if not hasattr(file, "read") or not hasattr(file, "filename"):
+            raise ApiError(422, "image: a file in multipart field 'image' is required")
+        k = _k(state, _parse_int("k", form.get("k")))
+        box = _parse_box(form.get("box"))  # type: ignore[arg-type]
+        upload = await receive_upload(
+            file,  # type: ignore[arg-type]
+            max_bytes=state.settings.max_upload_bytes,
+            max_pixels=state.settings.max_pixels,
+        )
+        try:
+            hits = await state.gate.run(_search_upload, state, upload.path, k, box)
+        finally:
+            upload.discard()
+        query = {"upload": upload.filename, "width": upload.width, "height": upload.height}
+        if box:
+            query["box"] = list(box)
+        return _hits_json(state, hits, started, query)
+    if ctype.startswith("application/json"):
+        try:
+            body = SearchById.model_validate_json(await request.body())
+        except ValidationError as exc:
+            parts = [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()]
+            raise ApiError(422, "; ".join(parts)) from None
+        k = _k(state, body.k)
+        record = _record(state, body.id)
+        query = {"id": body.id}
+        if body.box is None:
+            hits = await run_in_threadpool(state.index.search_id, body.id, k)
+        else:
+            query["box"] = list(body.box)
+            hits = await state.gate.run(_search_record_box, state, record, k, body.box)
+        return _hits_json(state, hits, started, query)
+    raise ApiError(
+        415,
+        "send multipart/form-data with an image file in field 'image', "
+        'or JSON {"id": N, "k": K}',
+    )
+
+
+def _search_upload(state: ServerState, path: Path, k: int, box: Box | None) -> list[Hit]:
+    # With a box, decode at full size so the box is in the uploaded image's own pixels.
+    max_side = None if box is not None else state.index.settings.max_side
+    try:
+        image = decode_image(path, max_side, max_pixels=state.settings.max_pixels)
+    except ImageError as exc:
+        raise ImageError("upload", exc.reason) from None
+    return state.index.search(image, k, box=box)
+
+
+def _search_record_box(state: ServerState, record: ImageRecord, k: int, box: Box) -> list[Hit]:
+    try:
+        return state.index.search(record.path, k, box=box)
+    except ImageError as exc:
+        raise ApiError(404 if "not found" in exc.reason else 500, str(exc)) from None
+
+
+# -- images -----------------------------------------------------------------------------------
+
+
+@router.get("/images/{image_id}")
+async def image_info(image_id: int, state: State) -> dict:
+    """What the index knows about an image."""
+    return _record_json(_record(state, image_id))
+
+
+@router.get("/images/{image_id}/similar")
+async def similar(
+    image_id: int,
+    state: State,
+    k: Annotated[int | None, Query(ge=1)] = None,
+) -> dict:
+    """The images that look like an indexed one (itself left out)."""
+    started = time.perf_counter()
+    k = _k(state, k)
+    _record(state, image_id)
+    hits = await run_in_threadpool(state.index.search_id, image_id, k)
+    return _hits_json(state, hits, started, {"id": image_id})
+
+
+@router.get(
+    "/images/{image_id}/thumbnail",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/jpeg": {}}}},
+)
+async def thumbnail(
+    image_id: int,
+    state: State,
+    size: Annotated[int, Query(description=f"longer side, one of {SIZES}")] = DEFAULT_SIZE,
+) -> FileResponse:
+    """A JPEG thumbnail (cached on disk)."""
+    if size not in SIZES:
+        raise ApiError(422, f"size: must be one of {', '.join(map(str, SIZES))}, got {size}")
+    record = _record(state, image_id)
+    try:
+        path = await run_in_threadpool(
+            state.thumbnails.get, record.id, record.path, record.hash, size
+        )
+    except ImageError as exc:
+        raise ApiError(404 if "not found" in exc.reason else 500, str(exc)) from None
+    return FileResponse(
+        path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=300"}
+    )
+
+
+@router.get("/images/{image_id}/file", response_class=FileResponse)
+async def original(image_id: int, state: State) -> FileResponse:
+    """The indexed original file, by id (the only way files are served: never by path)."""
+    record = _record(state, image_id)
+    path = Path(record.path)
+    if not path.is_file():
+        raise ApiError(404, f"image {image_id}: file not found on disk ({record.path})")
+    return FileResponse(
+        path, content_disposition_type="inline", headers={"Cache-Control": "private, max-age=60"}
+    )
+
+
+@router.post("/images", status_code=201, dependencies=[Depends(require_write)])
+async def add_image(
+    image: UploadFile, state: State, response: Response
+) -> dict:
+    """Add an uploaded image to the index (kept in `<index>/uploads/` under a content-hash
+    name). Answers 200 with the existing record when the same content was uploaded before."""
+    upload = await receive_upload(
+        image, max_bytes=state.settings.max_upload_bytes, max_pixels=state.settings.max_pixels
+    )
+    target = keep(upload, state.uploads_dir)
+    existing = await run_in_threadpool(state.index.catalog.find_path, str(target))
+    if existing is not None:
+        response.status_code = 200
+        return _record_json(existing)
+    try:
+        image_id = await state.gate.run(state.index.add_image, target)
+    except ImageError as exc:
+        target.unlink(missing_ok=True)
+        raise ImageError("upload", exc.reason) from None
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    return _record_json(_record(state, image_id))
+
+
+@router.delete("/images/{image_id}", dependencies=[Depends(require_write)])
+async def delete_image(image_id: int, state: State) -> dict:
+    """Remove an image from the index. A file the server uploaded itself is deleted too;
+    other files are left where they are."""
+    record = _record(state, image_id)
+    await run_in_threadpool(state.index.remove, [image_id])
+    path = Path(record.path)
+    deleted_file = False
+    if path.parent == state.uploads_dir:
+        path.unlink(missing_ok=True)
+        deleted_file = True
+    state.thumbnails.drop(image_id)
+    return {"removed": image_id, "path": record.path, "file_deleted": deleted_file}
+
+
+# -- service ----------------------------------------------------------------------------------
+
+
+@router.get("/health")
+async def health(state: State) -> dict:
+    count = await run_in_threadpool(len, state.index)
+    return {"status": "ok", "images": count, "writable": state.index.writable}
+
+
+@router.get("/stats")
+async def stats(state: State) -> dict:
+    info = await run_in_threadpool(state.index.info)
+    s = state.settings
+    return {
+        "index": info,
+        "server": {
+            "uptime_s": round(time.time() - state.started, 1),
+            "writable": state.index.writable,
+            "token_required_for_writes": bool(s.token),
+            "max_upload_bytes": s.max_upload_bytes,
+            "max_pixels": s.max_pixels,
+            "default_k": s.default_k,
+            "max_k": s.max_k,
+            "cnn": state.gate.stats(),
+        },
+    }
