@@ -18,7 +18,7 @@ import numpy as np
 
 from lookalike.errors import IndexCorruptError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DESCRIPTOR_DTYPE = np.float16
 
 _SCHEMA_V1 = """
@@ -48,7 +48,20 @@ CREATE TABLE IF NOT EXISTS skipped (
 """
 
 # Step-by-step migrations: MIGRATIONS[v] upgrades a catalog from version v to v + 1.
-MIGRATIONS: dict[int, str] = {}
+# v2: `labels`, the top ImageNet classes of each image (written with the image row; a v1
+# catalog upgrades with an empty table and its images get labels when re-embedded).
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE IF NOT EXISTS labels (
+        image_id INTEGER NOT NULL,
+        rank     INTEGER NOT NULL,
+        class_id INTEGER NOT NULL,
+        prob     REAL NOT NULL,
+        PRIMARY KEY (image_id, rank)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS labels_class ON labels(class_id, prob);
+    """,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +89,7 @@ class NewImage:
     width: int
     height: int
     descriptor: np.ndarray
+    labels: Sequence[tuple[int, float]] | None = None  # top (ImageNet class id, prob), best first
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,10 +144,10 @@ class Catalog:
                 if statement.strip():
                     self._db.execute(statement)
             version = self._get_meta("schema_version")
-            if version is None:
-                self._set_meta("schema_version", str(SCHEMA_VERSION))
+            if version is None:  # a new catalog: v1 tables above, then every migration
+                self._set_meta("schema_version", "1")
                 self._set_meta("generation", "0")
-                return
+                version = "1"
             current = int(version)
             while current < SCHEMA_VERSION:
                 for statement in MIGRATIONS[current].split(";"):
@@ -211,7 +225,14 @@ class Catalog:
         with self._transaction():
             if remove_ids:
                 self._db.executemany("DELETE FROM images WHERE id = ?", [(i,) for i in remove_ids])
+                self._db.executemany(
+                    "DELETE FROM labels WHERE image_id = ?", [(i,) for i in remove_ids]
+                )
             for item in add:
+                self._db.execute(
+                    "DELETE FROM labels WHERE image_id IN (SELECT id FROM images WHERE path = ?)",
+                    (item.path,),
+                )
                 self._db.execute("DELETE FROM images WHERE path = ?", (item.path,))
                 cursor = self._db.execute(
                     "INSERT INTO images(path, size, mtime_ns, hash, width, height, added_at,"
@@ -228,6 +249,14 @@ class Catalog:
                     ),
                 )
                 new_ids.append(int(cursor.lastrowid))
+                if item.labels:
+                    self._db.executemany(
+                        "INSERT INTO labels(image_id, rank, class_id, prob) VALUES (?, ?, ?, ?)",
+                        [
+                            (new_ids[-1], rank, int(c), float(p))
+                            for rank, (c, p) in enumerate(item.labels)
+                        ],
+                    )
                 self._db.execute("DELETE FROM skipped WHERE path = ?", (item.path,))
             for entry, size, mtime_ns in skipped:
                 self._db.execute(
@@ -311,6 +340,64 @@ class Catalog:
     def skipped(self) -> list[Skipped]:
         rows = self._db.execute("SELECT path, reason FROM skipped ORDER BY path").fetchall()
         return [Skipped(*row) for row in rows]
+
+    def labels(self, ids: Iterable[int]) -> dict[int, list[tuple[int, float]]]:
+        """image id -> its stored (class id, prob) pairs, best first (missing ids: no entry)."""
+        ids = [int(i) for i in ids]
+        out: dict[int, list[tuple[int, float]]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for image_id, class_id, prob in self._db.execute(
+                f"SELECT image_id, class_id, prob FROM labels WHERE image_id IN ({marks})"
+                " ORDER BY image_id, rank",
+                chunk,
+            ):
+                out.setdefault(image_id, []).append((class_id, prob))
+        return out
+
+    def search_labels(self, weights: dict[int, float], k: int) -> list[tuple[int, float]]:
+        """Images ranked by the weighted probability mass on the given classes:
+        score = sum over matched classes of weight * prob. Returns (image id, score), best
+        first. Uses the index on labels(class_id)."""
+        if not weights or k < 1:
+            return []
+        items = list(weights.items())
+        values = ",".join("(?, ?)" for _ in items)
+        params: list[float] = [x for pair in items for x in (int(pair[0]), float(pair[1]))]
+        rows = self._db.execute(
+            f"WITH q(class_id, weight) AS (VALUES {values}) "
+            "SELECT l.image_id, SUM(q.weight * l.prob) AS score "
+            "FROM q JOIN labels l ON l.class_id = q.class_id "
+            "GROUP BY l.image_id ORDER BY score DESC, l.image_id LIMIT ?",
+            [*params, int(k)],
+        ).fetchall()
+        return [(int(i), float(s)) for i, s in rows]
+
+    def unlabelled_count(self) -> int:
+        """Images without stored labels (from a v1 catalog or added as bare vectors)."""
+        return int(
+            self._db.execute(
+                "SELECT COUNT(*) FROM images WHERE id NOT IN (SELECT image_id FROM labels)"
+            ).fetchone()[0]
+        )
+
+    def hash_groups(self) -> Iterator[list[ImageRecord]]:
+        """Groups of two or more images with the same content hash (exact duplicates)."""
+        cursor = self._db.execute(
+            f"SELECT {_RECORD_COLUMNS} FROM images WHERE hash != '' AND hash IN ("
+            "SELECT hash FROM images WHERE hash != '' GROUP BY hash HAVING COUNT(*) > 1)"
+            " ORDER BY hash, id"
+        )
+        group: list[ImageRecord] = []
+        for row in cursor:
+            record = ImageRecord(*row)
+            if group and group[0].hash != record.hash:
+                yield group
+                group = []
+            group.append(record)
+        if len(group) > 1:
+            yield group
 
     def descriptor(self, image_id: int) -> np.ndarray | None:
         row = self._db.execute(
