@@ -399,6 +399,23 @@ class Catalog:
         if len(group) > 1:
             yield group
 
+    def descriptors(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(ids found int64 (n,), raw descriptors float32 (n, D)) for the given ids."""
+        found: list[int] = []
+        vectors: list[np.ndarray] = []
+        ids = [int(i) for i in ids]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for image_id, blob in self._db.execute(
+                f"SELECT id, descriptor FROM images WHERE id IN ({marks})", chunk
+            ):
+                found.append(image_id)
+                vectors.append(np.frombuffer(blob, dtype=DESCRIPTOR_DTYPE))
+        if not found:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        return np.asarray(found, dtype=np.int64), np.stack(vectors).astype(np.float32)
+
     def descriptor(self, image_id: int) -> np.ndarray | None:
         row = self._db.execute(
             "SELECT descriptor FROM images WHERE id = ?", (int(image_id),)
