@@ -51,8 +51,10 @@ from lookalike.index.vectors import (
     min_training_vectors,
     needs_training,
 )
+from lookalike.labels import top_classes
 from lookalike.pipeline import extract_files, extract_one, file_hash, os_reason
 from lookalike.pooling import l2n
+from lookalike.tags import with_tags
 from lookalike.whitening import Whitening, fit_whitening, whitening_allowed
 
 log = logging.getLogger(__name__)
@@ -338,6 +340,7 @@ class Index:
                         item.width,
                         item.height,
                         item.features.descriptor,
+                        top_classes(item.features.logits),
                     )
                 )
                 batch_features.append(item.features)
@@ -417,6 +420,7 @@ class Index:
             item.width,
             item.height,
             features.descriptor,
+            top_classes(features.logits),
         )
         with self._mutex:
             old = self._catalog.find_path(item.path)
@@ -532,10 +536,13 @@ class Index:
         return w.apply(raw) if w is not None else raw
 
     def _wanted_key(self, n: int) -> tuple[str, str]:
+        """The FAISS key for `n` vectors: the forced one (settings.index_key) or the automatic
+        choice; either way exact search ("Flat") until there are enough vectors to train it."""
         s = self.settings
         if s.index_key:
-            return s.index_key, s.index_params
-        key, params = choose_index_key(n, self.search_dim or 1)
+            key, params = s.index_key, s.index_params
+        else:
+            key, params = choose_index_key(n, self.search_dim or 1)
         if needs_training(key) and n < min_training_vectors(key):
             return "Flat", ""
         return key, params
@@ -601,6 +608,8 @@ class Index:
         *,
         min_score: float | None = None,
         box: tuple[float, float, float, float] | None = None,
+        tag: str | None = None,
+        tag_mode: str = "filter",
     ) -> list[Hit]:
         """Search by an image file, a PIL image or a raw descriptor. An indexed query file is
         left out of its own results. `box` restricts the query to a region of the image."""
@@ -614,15 +623,27 @@ class Index:
                     record = self._catalog.find_path(str(Path(query).expanduser().absolute()))
                 if record is not None:
                     exclude.append(record.id)
-        return self.search_vector(raw, k, min_score=min_score, exclude=exclude)
+        return self.search_vector(
+            raw, k, min_score=min_score, exclude=exclude, tag=tag, tag_mode=tag_mode
+        )
 
-    def search_id(self, image_id: int, k: int = 10, *, min_score: float | None = None) -> list[Hit]:
+    def search_id(
+        self,
+        image_id: int,
+        k: int = 10,
+        *,
+        min_score: float | None = None,
+        tag: str | None = None,
+        tag_mode: str = "filter",
+    ) -> list[Hit]:
         """Search by an indexed image (left out of its own results)."""
         with self._mutex:
             raw = self._catalog.descriptor(image_id)
         if raw is None:
             raise ConfigError(f"no image with id {image_id} in {self.path}")
-        return self.search_vector(raw, k, min_score=min_score, exclude=[image_id])
+        return self.search_vector(
+            raw, k, min_score=min_score, exclude=[image_id], tag=tag, tag_mode=tag_mode
+        )
 
     def search_vector(
         self,
@@ -631,10 +652,18 @@ class Index:
         *,
         min_score: float | None = None,
         exclude: Sequence[int] = (),
+        tag: str | None = None,
+        tag_mode: str = "filter",
     ) -> list[Hit]:
         """Search by a raw descriptor."""
         if k < 1:
             raise ConfigError(f"k must be at least 1, got {k}")
+        if tag is not None:
+            from lookalike.tags import search_tagged
+
+            return search_tagged(
+                self, raw, k, tag=tag, tag_mode=tag_mode, min_score=min_score, exclude=exclude
+            )
         raw = np.asarray(raw, dtype=np.float32).reshape(-1)
         if self._manifest.dim is not None and raw.shape[0] != self._manifest.dim:
             raise IndexMismatchError(
@@ -652,11 +681,34 @@ class Index:
         ][:k]
         with self._mutex:
             records = self._catalog.get_many(i for i, _ in pairs)
-        return [Hit(i, records[i].path, s) for i, s in pairs if i in records]
+        return with_tags(self, [Hit(i, records[i].path, s) for i, s in pairs if i in records])
 
     def get(self, image_id: int) -> ImageRecord | None:
         with self._mutex:
             return self._catalog.get(image_id)
+
+    # -- words (tags, text search, classification, duplicates) ------------------------------
+
+    def search_text(self, text: str, k: int = 10, *, min_score: float | None = None) -> list[Hit]:
+        """Images whose content matches the words ("bicycle", "a cup of coffee"), ranked by the
+        probability the CNN gave the matching ImageNet classes (that mass is the `score`)."""
+        from lookalike.tags import search_text
+
+        return search_text(self, text, k, min_score=min_score)
+
+    def classify(self, image: str | Path | Image.Image, k: int = 5) -> list:
+        """The top-k ImageNet classes (lookalike.labels.Label) of an image file or PIL image."""
+        from lookalike.labels import top_labels
+
+        if not isinstance(image, Image.Image):
+            image = load_image(image, self.settings.max_side)
+        return top_labels(self.extractor.describe_image(image).logits, k)
+
+    def duplicates(self, threshold: float | None = None, **options) -> list:
+        """Groups of exact and near-duplicate images (see lookalike.dupes.find_duplicates)."""
+        from lookalike.dupes import find_duplicates
+
+        return find_duplicates(self, threshold=threshold, **options)
 
     # -- information -------------------------------------------------------------------------
 
