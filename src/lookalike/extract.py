@@ -86,6 +86,44 @@ class Extractor:
     def describe_images(self, images: Sequence[Image.Image]) -> list[Features]:
         return [self.describe_image(img) for img in images]
 
+    def describe_batch(self, images: Sequence[np.ndarray] | np.ndarray) -> list[Features]:
+        """Describe same-sized RGB uint8 arrays (each (H, W, 3), long side <= max_side, as
+        `load_image` gives them) with one forward pass per scale. The result equals
+        `describe_image` on each image (up to float rounding in the batched convolution)."""
+        from lookalike.backbone import preprocess_batch
+
+        if len(images) == 0:
+            return []
+        shapes = {tuple(np.shape(im)) for im in images}
+        if len(shapes) != 1:
+            raise ValueError(f"describe_batch needs images of one size, got {sorted(shapes)}")
+        (shape,) = shapes
+        if len(shape) != 3 or shape[2] != 3 or max(shape[:2]) > self.max_side:
+            raise ValueError(
+                f"describe_batch expects RGB arrays (H, W, 3) with a long side of at most "
+                f"{self.max_side}, got {shape}"
+            )
+        total = None
+        logits = None
+        for scale in self.scales:
+            if scale == 1.0:
+                arrays = images
+            else:
+                arrays = [
+                    np.asarray(_resize_scale(Image.fromarray(np.asarray(im)), scale))
+                    for im in images
+                ]
+            fmaps, scale_logits = self.backbone.run(preprocess_batch(list(arrays)))
+            vecs = pool(self.spec, fmaps)
+            total = vecs if total is None else total + vecs
+            if logits is None or scale == 1.0:
+                logits = scale_logits
+        descriptors = l2n(total).astype(np.float32)
+        return [
+            Features(descriptor=descriptors[i], logits=np.ascontiguousarray(logits[i]))
+            for i in range(len(descriptors))
+        ]
+
     def _forward(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
         from lookalike.backbone import preprocess
 
