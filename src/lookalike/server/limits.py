@@ -98,9 +98,19 @@ class BodyLimitMiddleware:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
-                await _send_413(send, self.limit)
+        except Exception as exc:
+            # Middleware in between may wrap it in an ExceptionGroup.
+            if started or not _is_too_large(exc):
+                raise
+            await _send_413(send, self.limit)
+
+
+def _is_too_large(exc: BaseException) -> bool:
+    if isinstance(exc, _BodyTooLarge):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_is_too_large(e) for e in exc.exceptions)
+    return False
 
 
 async def _send_413(send: Callable, limit: int) -> None:

@@ -210,8 +210,7 @@ async def search(request: Request, state: State) -> dict:
         return _hits_json(state, hits, started, query)
     raise ApiError(
         415,
-        "send multipart/form-data with an image file in field 'image', "
-        'or JSON {"id": N, "k": K}',
+        'send multipart/form-data with an image file in field \'image\', or JSON {"id": N, "k": K}',
     )
 
 
@@ -293,9 +292,7 @@ async def original(image_id: int, state: State) -> FileResponse:
 
 
 @router.post("/images", status_code=201, dependencies=[Depends(require_write)])
-async def add_image(
-    image: UploadFile, state: State, response: Response
-) -> dict:
+async def add_image(image: UploadFile, state: State, response: Response) -> dict:
     """Add an uploaded image to the index (kept in `<index>/uploads/` under a content-hash
     name). Answers 200 with the existing record when the same content was uploaded before."""
     upload = await receive_upload(

@@ -36,8 +36,9 @@ class ServerSettings(BaseSettings):
     default_k: int = Field(20, ge=1)
     max_k: int = Field(200, ge=1)
     thumbnail_cache: str | None = Field(
-        None, description="Thumbnail cache folder [default: <index>/thumbnails, or the user "
-        "cache dir when the index folder is not writable]."
+        None,
+        description="Thumbnail cache folder [default: <index>/thumbnails, or the user "
+        "cache dir when the index folder is not writable].",
     )
 
     def check(self) -> None:
