@@ -54,6 +54,7 @@ from lookalike.index.vectors import (
 from lookalike.labels import top_classes
 from lookalike.pipeline import extract_files, extract_one, file_hash, os_reason
 from lookalike.pooling import l2n
+from lookalike.postprocess.qe import Expansion, parse_expansion
 from lookalike.tags import with_tags
 from lookalike.whitening import Whitening, fit_whitening, whitening_allowed
 
@@ -65,6 +66,7 @@ LOCK_NAME = "lock"
 DEFAULT_BATCH = 32
 TRAIN_SAMPLE = 100_000  # vectors used to train whitening / an approximate index
 WHITENING_RETRAIN_GROWTH = 2.0  # retrain whitening when the collection doubles
+LOCALIZE_MAX = 20  # localization re-runs the CNN on each result: only the top ones
 
 
 @dataclass(frozen=True, slots=True)
@@ -530,6 +532,10 @@ class Index:
     def search_dim(self) -> int | None:
         return self._manifest.search_dim
 
+    def transform(self, raw: np.ndarray) -> np.ndarray:
+        """Raw descriptors (n, D) or (D,) -> search vectors (n, d): whitening (if trained), L2."""
+        return self._transform(raw)
+
     def _transform(self, raw: np.ndarray) -> np.ndarray:
         raw = l2n(np.atleast_2d(np.asarray(raw, dtype=np.float32)))
         w = self.whitening
@@ -608,11 +614,20 @@ class Index:
         *,
         min_score: float | None = None,
         box: tuple[float, float, float, float] | None = None,
+        expand: str | Expansion | None = None,
+        localize: bool = False,
+        rerank: bool = False,
         tag: str | None = None,
         tag_mode: str = "filter",
     ) -> list[Hit]:
         """Search by an image file, a PIL image or a raw descriptor. An indexed query file is
-        left out of its own results. `box` restricts the query to a region of the image."""
+        left out of its own results. `box` restricts the query to a region of the image.
+
+        `expand` applies query expansion ("aqe:n=3" or "alpha-qe:n=3,alpha=3"); `localize`
+        fills each top hit's `box` with where the query object sits in it (approximate
+        max-pooling localization, re-running the CNN on the top `LOCALIZE_MAX` results);
+        `rerank` also re-orders those hits by that region's score (and reports it as score).
+        """
         exclude: list[int] = []
         if isinstance(query, np.ndarray):
             raw = query
@@ -624,7 +639,15 @@ class Index:
                 if record is not None:
                     exclude.append(record.id)
         return self.search_vector(
-            raw, k, min_score=min_score, exclude=exclude, tag=tag, tag_mode=tag_mode
+            raw,
+            k,
+            min_score=min_score,
+            exclude=exclude,
+            tag=tag,
+            tag_mode=tag_mode,
+            expand=expand,
+            localize=localize,
+            rerank=rerank,
         )
 
     def search_id(
@@ -633,16 +656,27 @@ class Index:
         k: int = 10,
         *,
         min_score: float | None = None,
+        expand: str | Expansion | None = None,
+        localize: bool = False,
+        rerank: bool = False,
         tag: str | None = None,
         tag_mode: str = "filter",
     ) -> list[Hit]:
-        """Search by an indexed image (left out of its own results)."""
+        """Search by an indexed image (left out of its own results); options as `search`."""
         with self._mutex:
             raw = self._catalog.descriptor(image_id)
         if raw is None:
             raise ConfigError(f"no image with id {image_id} in {self.path}")
         return self.search_vector(
-            raw, k, min_score=min_score, exclude=[image_id], tag=tag, tag_mode=tag_mode
+            raw,
+            k,
+            min_score=min_score,
+            exclude=[image_id],
+            tag=tag,
+            tag_mode=tag_mode,
+            expand=expand,
+            localize=localize,
+            rerank=rerank,
         )
 
     def search_vector(
@@ -652,10 +686,14 @@ class Index:
         *,
         min_score: float | None = None,
         exclude: Sequence[int] = (),
+        expand: str | Expansion | None = None,
+        localize: bool = False,
+        rerank: bool = False,
         tag: str | None = None,
         tag_mode: str = "filter",
     ) -> list[Hit]:
-        """Search by a raw descriptor."""
+        """Search by a raw descriptor; options as `search`."""
+        spec = parse_expansion(expand)
         if k < 1:
             raise ConfigError(f"k must be at least 1, got {k}")
         if tag is not None:
@@ -672,8 +710,11 @@ class Index:
         vectors = self._ensure_vectors()
         if vectors is None:
             return []
-        scores, ids = vectors.search(self._transform(raw), k + len(exclude))
+        query = self._transform(raw)
         skip = set(exclude)
+        if spec is not None:
+            query = self._expand(vectors, query, spec, skip)
+        scores, ids = vectors.search(query, k + len(exclude))
         pairs = [
             (int(i), float(s))
             for i, s in zip(ids[0], scores[0], strict=True)
@@ -681,7 +722,45 @@ class Index:
         ][:k]
         with self._mutex:
             records = self._catalog.get_many(i for i, _ in pairs)
-        return with_tags(self, [Hit(i, records[i].path, s) for i, s in pairs if i in records])
+        hits = with_tags(self, [Hit(i, records[i].path, s) for i, s in pairs if i in records])
+        if localize or rerank:
+            hits = self._localize(raw, hits, rerank)
+        return hits
+
+    def _expand(
+        self, vectors: VectorIndex, query: np.ndarray, spec: Expansion, skip: set[int]
+    ) -> np.ndarray:
+        from lookalike.postprocess.qe import expand
+
+        scores, ids = vectors.search(query, spec.n + len(skip))
+        top = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+        top = [(i, s) for i, s in top if i not in skip][: spec.n]
+        if not top:
+            return query
+        with self._mutex:
+            raws = [self._catalog.descriptor(i) for i, _ in top]
+        keep = [(r, s) for r, (_, s) in zip(raws, top, strict=True) if r is not None]
+        neighbours = self._transform(np.stack([r for r, _ in keep]))
+        sims = np.array([s for _, s in keep])
+        return expand(query[0], neighbours, sims, spec.alpha)[None]
+
+    def _localize(self, raw: np.ndarray, hits: list[Hit], rerank: bool) -> list[Hit]:
+        from dataclasses import replace
+
+        from lookalike.postprocess.localize import localize_file
+
+        out = []
+        for hit in hits[:LOCALIZE_MAX]:
+            try:
+                score, box = localize_file(self.extractor, raw, hit.path)
+            except ImageError as exc:
+                log.warning("cannot localize in %s: %s", hit.path, exc)
+                out.append((hit.score if not rerank else -1.0, hit))
+                continue
+            out.append((score, replace(hit, box=box, score=score if rerank else hit.score)))
+        if rerank:
+            out.sort(key=lambda t: -t[0])
+        return [h for _, h in out] + hits[LOCALIZE_MAX:]
 
     def get(self, image_id: int) -> ImageRecord | None:
         with self._mutex:

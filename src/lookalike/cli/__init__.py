@@ -38,6 +38,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object ins
 def _register() -> None:
     # Each module adds its commands to `app` when imported.
     from lookalike.cli import core  # noqa: F401
+    from lookalike.cli import evaluate  # noqa: F401
     from lookalike.cli import serve  # noqa: F401
 
 

@@ -22,6 +22,22 @@ def _parse_scales(text: str | None) -> tuple[float, ...] | None:
         raise ConfigError(f"--scales: expected numbers separated by commas, got {text!r}") from None
 
 
+def _parse_box(text: str | None) -> tuple[float, float, float, float] | None:
+    if text is None:
+        return None
+    parts = text.split(",")
+    try:
+        values = tuple(float(x) for x in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise ConfigError(f"--box: expected x0,y0,x1,y1 (four numbers), got {text!r}")
+    x0, y0, x1, y1 = values
+    if x1 <= x0 or y1 <= y0:
+        raise ConfigError(f"--box {text}: x1 must exceed x0 and y1 must exceed y0")
+    return values  # type: ignore[return-value]
+
+
 @app.command("index")
 def index_cmd(
     dirs: Annotated[list[Path], typer.Argument(help="Folders of images (searched recursively).")],
@@ -150,30 +166,68 @@ def search_cmd(
     min_score: Annotated[
         float | None, typer.Option(help="Leave out results scoring below this (cosine).")
     ] = None,
+    box: Annotated[
+        str | None,
+        typer.Option(
+            help="Search with only this region of the query image: x0,y0,x1,y1 in its pixels."
+        ),
+    ] = None,
+    expand: Annotated[
+        str | None,
+        typer.Option(
+            help="Query expansion: 'aqe:n=3' (average of the query and its top n) or "
+            "'alpha-qe:n=3,alpha=3' (weighted by similarity^alpha). [default: none]"
+        ),
+    ] = None,
+    localize: Annotated[
+        bool,
+        typer.Option(
+            "--localize",
+            help="Find where the query object sits in each of the top 20 results "
+            "(box in the result's pixels; re-runs the CNN on them).",
+        ),
+    ] = False,
+    rerank: Annotated[
+        bool,
+        typer.Option(
+            "--rerank",
+            help="Re-order the top 20 results by the score of their best-matching region "
+            "(implies --localize).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Find the indexed images most similar to QUERY, best first."""
     from lookalike.engine import Index
 
+    region = _parse_box(box)
+    options = {"min_score": min_score, "expand": expand, "localize": localize, "rerank": rerank}
     with Index.open(index) as idx:
         if query.startswith("id:"):
             try:
                 image_id = int(query[3:])
             except ValueError:
                 raise ConfigError(f"query {query!r}: expected id:N with a number N") from None
-            hits = idx.search_id(image_id, k, min_score=min_score)
+            if region is None:
+                hits = idx.search_id(image_id, k, **options)
+            else:
+                record = idx.get(image_id)
+                if record is None:
+                    raise ConfigError(f"no image with id {image_id} in {idx.path}")
+                hits = idx.search(record.path, k, box=region, **options)
         else:
             path = Path(query)
             if not path.exists():
                 raise ConfigError(f"{query}: file not found")
-            hits = idx.search(path, k, min_score=min_score)
+            hits = idx.search(path, k, box=region, **options)
     if as_json:
         typer.echo(json.dumps({"query": query, "hits": [h.to_dict() for h in hits]}))
         return
     if not hits:
         typer.echo("no results")
     for rank, h in enumerate(hits, 1):
-        typer.echo(f"{rank:3d}  {h.score:.4f}  id:{h.id}  {h.path}")
+        where = f"  box:{','.join(map(str, h.box))}" if h.box is not None else ""
+        typer.echo(f"{rank:3d}  {h.score:.4f}  id:{h.id}  {h.path}{where}")
 
 
 @app.command("info")

@@ -87,9 +87,7 @@ def average_precision(
     raise ValueError(f"unknown AP style {style!r}")
 
 
-def ns_score(
-    ranking: Sequence[int] | np.ndarray, positives: Collection[int], k: int = 4
-) -> int:
+def ns_score(ranking: Sequence[int] | np.ndarray, positives: Collection[int], k: int = 4) -> int:
     """UKBench N-S score of one query: how many of the top ``k`` are positives (the query
     itself included, as the protocol counts it); 0..4 for UKBench."""
     pos = set(int(p) for p in positives)

@@ -19,7 +19,7 @@ import numpy as np
 
 __all__ = ["Localization", "cells_to_pixels", "integral_power", "localize", "region_power_mean"]
 
-MAX_WINDOWS = 6000  # windows scored before refinement (all of them on maps up to ~12 x 12)
+MAX_WINDOWS = 3000  # windows scored before refinement (all of them on maps up to ~10 x 10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,3 +125,33 @@ def pooling_power(descriptor: str) -> float:
     if spec.name in ("spoc", "neural"):
         return 1.0
     return 10.0  # mac, rmac: approximate max-pooling as in the paper
+
+
+def feature_map(extractor, image) -> np.ndarray:
+    """The backbone's last feature map (C, H, W) of a PIL image, resized as the extractor
+    resizes it (long side at most ``max_side``), at scale 1."""
+    from PIL import Image
+
+    from lookalike.backbone import preprocess
+
+    image = image.convert("RGB")
+    w, h = image.size
+    if max(w, h) > extractor.max_side:
+        s = extractor.max_side / max(w, h)
+        image = image.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BICUBIC)
+    fmaps, _ = extractor.backbone.run(preprocess(np.asarray(image))[None])
+    return np.asarray(fmaps[0])
+
+
+def localize_file(
+    extractor, query: np.ndarray, path: str
+) -> tuple[float, tuple[int, int, int, int]]:
+    """Localize the query vector (a raw descriptor) in the image file ``path``; returns the
+    region score and the box in the file's pixel coordinates (EXIF orientation applied).
+    Raises ImageError when the file cannot be read."""
+    from lookalike.images import image_size
+
+    width, height = image_size(path)
+    fmap = feature_map(extractor, extractor.load(path))
+    loc = localize(fmap, query, pooling_power(extractor.descriptor))
+    return loc.score, cells_to_pixels(loc, (width, height))
