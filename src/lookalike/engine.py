@@ -165,7 +165,9 @@ class Index:
         _check_settings(settings)
         if is_index(path):
             raise ConfigError(f"{path}: an index already exists here")
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        if path.exists() and (
+            not path.is_dir() or any(not _is_create_leftover(p.name) for p in path.iterdir())
+        ):
             raise ConfigError(f"{path}: exists and is not an empty directory")
         path.mkdir(parents=True, exist_ok=True)
         lock_fd = _acquire_lock(path)
@@ -832,6 +834,13 @@ def _resolve_dir(d: str | Path) -> Path:
 def _is_under(path: str, root: Path) -> bool:
     root_s = str(root)
     return path == root_s or path.startswith(root_s.rstrip(os.sep) + os.sep)
+
+
+def _is_create_leftover(name: str) -> bool:
+    """A file an interrupted `create` can leave before the manifest (written last) exists."""
+    if name in (LOCK_NAME, CATALOG_NAME) or name.startswith(CATALOG_NAME + "-"):
+        return True
+    return name.startswith(MANIFEST_NAME + ".") and name.endswith(".tmp")
 
 
 def _check_settings(settings: IndexSettings) -> None:
