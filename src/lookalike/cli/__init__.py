@@ -40,6 +40,7 @@ def _register() -> None:
     from lookalike.cli import core  # noqa: F401
     from lookalike.cli import evaluate  # noqa: F401
     from lookalike.cli import serve  # noqa: F401
+    from lookalike.cli import words  # noqa: F401
 
 
 def main() -> None:

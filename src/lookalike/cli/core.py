@@ -160,9 +160,27 @@ def _progress(quiet: bool):
 
 @app.command("search")
 def search_cmd(
-    query: Annotated[str, typer.Argument(help="An image file, or id:N for an indexed image.")],
     index: IndexOpt,
+    query: Annotated[
+        str | None,
+        typer.Argument(help="An image file, or id:N for an indexed image (or use --text)."),
+    ] = None,
     k: Annotated[int, typer.Option("-k", "--k", help="Number of results.", min=1)] = 10,
+    text: Annotated[
+        str | None,
+        typer.Option(
+            "--text",
+            help="Search by words instead of an image: 'bicycle', 'dog', 'a cup of coffee' "
+            "(ranked by the CNN's probability for the matching ImageNet classes).",
+        ),
+    ] = None,
+    tag: Annotated[
+        str | None,
+        typer.Option(help="With an image query: keep only results whose content matches WORD."),
+    ] = None,
+    tag_mode: Annotated[
+        str, typer.Option(help="'filter' (keep only tagged results) or 'boost' (rank them up).")
+    ] = "filter",
     min_score: Annotated[
         float | None, typer.Option(help="Leave out results scoring below this (cosine).")
     ] = None,
@@ -197,13 +215,21 @@ def search_cmd(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Find the indexed images most similar to QUERY, best first."""
+    """Find the indexed images most similar to QUERY, best first; or with --text, the images
+    whose content matches the words. Results show each image's top classes (tags)."""
     from lookalike.engine import Index
 
     region = _parse_box(box)
     options = {"min_score": min_score, "expand": expand, "localize": localize, "rerank": rerank}
+    if tag is not None:
+        options.update(tag=tag, tag_mode=tag_mode)
+    if (query is None) == (text is None):
+        raise ConfigError("give either an image QUERY or --text WORDS (one of them)")
     with Index.open(index) as idx:
-        if query.startswith("id:"):
+        if text is not None:
+            hits = idx.search_text(text, k, min_score=min_score)
+            query = text
+        elif query.startswith("id:"):
             try:
                 image_id = int(query[3:])
             except ValueError:
@@ -227,7 +253,8 @@ def search_cmd(
         typer.echo("no results")
     for rank, h in enumerate(hits, 1):
         where = f"  box:{','.join(map(str, h.box))}" if h.box is not None else ""
-        typer.echo(f"{rank:3d}  {h.score:.4f}  id:{h.id}  {h.path}{where}")
+        tags = f"  [{h.tags[0]['name'].split(',')[0]} {h.tags[0]['prob']:.2f}]" if h.tags else ""
+        typer.echo(f"{rank:3d}  {h.score:.4f}  id:{h.id}  {h.path}{where}{tags}")
 
 
 @app.command("info")
