@@ -43,9 +43,7 @@ def serve_cmd(
     max_megapixels: Annotated[
         float, typer.Option(help="Largest image accepted, in megapixels (413 past it).")
     ] = 100.0,
-    cnn_workers: Annotated[
-        int, typer.Option(help="Image searches/uploads computed at once.")
-    ] = 2,
+    cnn_workers: Annotated[int, typer.Option(help="Image searches/uploads computed at once.")] = 2,
     cnn_queue: Annotated[
         int, typer.Option(help="Image requests allowed to wait; past that: 503 + Retry-After.")
     ] = 8,
