@@ -235,6 +235,8 @@ def _make_bad_files(folder, photos) -> dict[str, str]:
     # Really unreadable even for root: reading /proc/self/mem at offset 0 fails with EIO.
     os.symlink("/proc/self/mem", bad / "io-error.jpg")
     expected[str(bad / "io-error.jpg")] = "error"
+    # A FIFO named like an image is not a file: never opened (that would block), not indexed.
+    os.mkfifo(bad / "fifo.jpg")
     if os.geteuid() != 0:  # as root (CI containers), mode 000 is still readable
         locked = bad / "locked.jpg"
         photos["chelsea"].save(locked)
@@ -243,6 +245,7 @@ def _make_bad_files(folder, photos) -> dict[str, str]:
     return expected
 
 
+@pytest.mark.timeout(300)  # a sync that opened the FIFO would hang
 def test_bad_files_are_skipped_with_reasons_and_nothing_is_lost(tmp_path, photo_folder, photos):
     path = tmp_path / "idx"
     with Index.create(path, SETTINGS) as idx:
@@ -253,12 +256,15 @@ def test_bad_files_are_skipped_with_reasons_and_nothing_is_lost(tmp_path, photo_
     # a file that vanishes while the sync runs: deleted from the first progress callback.
     # Many small new files come before it (in walk order), so it is still far behind the
     # files being decoded ahead when the first progress callback comes.
-    extras = 60
+    extras = 120  # more than the pipeline decodes ahead (prefetch + images waiting for a batch)
     for i in range(extras):
-        photos["coins"].rotate(i * 6).resize((48, 40)).save(photo_folder / f"zy-{i:02d}.jpg")
+        photos["coins"].rotate(i * 3).resize((48, 40)).save(photo_folder / f"zy-{i:03d}.jpg")
     victim = photo_folder / "zz-vanishes.jpg"
     photos["chelsea"].save(victim)
     expected[str(victim)] = "not found"
+    # a folder named like an image is a folder: its images are indexed
+    (photo_folder / "zzz-album.jpg").mkdir()  # after the victim in walk order
+    photos["clock"].rotate(90, expand=True).save(photo_folder / "zzz-album.jpg" / "inside.png")
     seen = []
 
     def progress(p):
@@ -281,12 +287,12 @@ def test_bad_files_are_skipped_with_reasons_and_nothing_is_lost(tmp_path, photo_
         assert word in reported[p].lower(), (p, reported[p])
     assert skipped == reported  # recorded in the catalog too
     assert info["skipped"] == len(expected)
-    assert report.added == extras and report.count == len(LAYOUT) + extras
-    assert seen[-1].done == seen[-1].total == extras + len(expected)
+    assert report.added == extras + 1 and report.count == len(LAYOUT) + extras + 1
+    assert seen[-1].done == seen[-1].total == extras + 1 + len(expected)
     after = _descriptors(path)
     for p, value in good.items():
         assert after[p] == value  # nothing already indexed was lost or changed
-    assert _assert_consistent(path) == len(LAYOUT) + extras
+    assert _assert_consistent(path) == len(LAYOUT) + extras + 1
 
 
 def test_a_skipped_file_that_gets_fixed_is_indexed(tmp_path, photo_folder, photos):
