@@ -165,6 +165,7 @@ def test_upload_then_more_like_this(page, collection) -> None:
 def test_box_on_the_query_picture(page, collection) -> None:
     page.set_input_files("#file", str(collection["queries"] / "cat-and-coffee.jpg"))
     wait_for_results(page)
+    assert page.locator("#clear-box").is_hidden()
     img = page.locator("#query-img")
     page.wait_for_function("document.querySelector('#query-img').naturalWidth > 0")
     box = img.bounding_box()
@@ -178,6 +179,7 @@ def test_box_on_the_query_picture(page, collection) -> None:
         wait_for_results(page, before)
         assert "selected region" in status(page)
         assert page.locator("#selection").is_visible()
+        assert page.locator("#clear-box").is_visible()
         paths = result_paths(page)
         assert [stem(p) for p in paths[:2]] == [expected, expected], paths
     # Back to the whole picture.
