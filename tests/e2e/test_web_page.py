@@ -105,6 +105,7 @@ def page(browser, server):
     # (script-src 'self', checked in the API tests) forbids.
     context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
     page = context.new_page()
+    page.set_default_timeout(90_000)  # a shared 2-core machine can be slow
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
     page.requests = requests
@@ -128,7 +129,7 @@ def wait_for_results(page, previous_status: str = "") -> None:
         "prev => { const s = document.querySelector('#status').textContent;"
         " return s !== prev && / results/.test(s); }",
         arg=previous_status,
-        timeout=30_000,
+        timeout=90_000,
     )
 
 
@@ -258,6 +259,15 @@ def test_hit_box_is_drawn_when_the_engine_returns_one(page, collection, server) 
     assert abs((b["x"] - thumb["x"]) - thumb["width"] / 4) < 4
     assert abs(b["width"] - thumb["width"] / 4) < 4
     assert page.locator("#results .card .hit-box").nth(1).is_hidden()
+
+
+def test_localization_boxes_from_the_engine(page, collection) -> None:
+    page.check("#localize")
+    page.set_input_files("#file", str(collection["queries"] / "rocket.jpg"))
+    wait_for_results(page)
+    boxes = page.locator("#results .card .hit-box")
+    assert boxes.count() == 10
+    assert all(boxes.nth(i).is_visible() for i in range(boxes.count()))
 
 
 def test_phone_width_has_no_horizontal_scrolling(browser, server, collection) -> None:

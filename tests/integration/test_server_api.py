@@ -389,3 +389,17 @@ def test_settings_from_environment(monkeypatch, collection) -> None:
     monkeypatch.setenv("LOOKALIKE_TOKEN", TOKEN)
     s = ServerSettings()
     assert s.max_upload_bytes == 1234 and s.token == TOKEN
+
+
+def test_localize_returns_boxes_inside_each_hit(client, collection) -> None:
+    data = (collection["queries"] / "chelsea.jpg").read_bytes()
+    cid = id_of(client, collection, "chelsea-crop.jpg")
+    for r in (
+        upload(client, data, k="3", localize="true"),
+        client.post("/api/search", json={"id": cid, "k": 3, "localize": True}),
+    ):
+        assert r.status_code == 200, r.text
+        for hit in r.json()["hits"]:
+            x0, y0, x1, y1 = hit["box"]
+            assert 0 <= x0 < x1 <= hit["width"] and 0 <= y0 < y1 <= hit["height"]
+    assert "box" not in upload(client, data, k="3").json()["hits"][0]

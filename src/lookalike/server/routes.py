@@ -47,6 +47,7 @@ class SearchById(BaseModel):
     id: int
     k: int | None = Field(None, ge=1)
     box: Box | None = None
+    localize: bool = Field(False, description="Add each hit's box: where the query is in it.")
 
 
 SEARCH_BODY = {
@@ -64,6 +65,7 @@ SEARCH_BODY = {
                             "type": "string",
                             "description": "x0,y0,x1,y1 in the uploaded image's pixels",
                         },
+                        "localize": {"type": "boolean"},
                     },
                 }
             },
@@ -180,13 +182,14 @@ async def search(request: Request, state: State) -> dict:
             raise ApiError(422, "image: a file in multipart field 'image' is required")
         k = _k(state, _parse_int("k", form.get("k")))
         box = _parse_box(form.get("box"))  # type: ignore[arg-type]
+        localize = str(form.get("localize", "")).lower() in ("1", "true", "on", "yes")
         upload = await receive_upload(
             file,  # type: ignore[arg-type]
             max_bytes=state.settings.max_upload_bytes,
             max_pixels=state.settings.max_pixels,
         )
         try:
-            hits = await state.gate.run(_search_upload, state, upload.path, k, box)
+            hits = await state.gate.run(_search_upload, state, upload.path, k, box, localize)
         finally:
             upload.discard()
         query = {"upload": upload.filename, "width": upload.width, "height": upload.height}
@@ -202,11 +205,15 @@ async def search(request: Request, state: State) -> dict:
         k = _k(state, body.k)
         record = _record(state, body.id)
         query = {"id": body.id}
-        if body.box is None:
+        if body.box is None and not body.localize:
             hits = await run_in_threadpool(state.index.search_id, body.id, k)
+        elif body.box is None:  # localizing runs the CNN on the hits
+            hits = await state.gate.run(_search_id_localized, state, body.id, k)
         else:
             query["box"] = list(body.box)
-            hits = await state.gate.run(_search_record_box, state, record, k, body.box)
+            hits = await state.gate.run(
+                _search_record_box, state, record, k, body.box, body.localize
+            )
         return _hits_json(state, hits, started, query)
     raise ApiError(
         415,
@@ -214,19 +221,27 @@ async def search(request: Request, state: State) -> dict:
     )
 
 
-def _search_upload(state: ServerState, path: Path, k: int, box: Box | None) -> list[Hit]:
+def _search_upload(
+    state: ServerState, path: Path, k: int, box: Box | None, localize: bool
+) -> list[Hit]:
     # With a box, decode at full size so the box is in the uploaded image's own pixels.
     max_side = None if box is not None else state.index.settings.max_side
     try:
         image = decode_image(path, max_side, max_pixels=state.settings.max_pixels)
     except ImageError as exc:
         raise ImageError("upload", exc.reason) from None
-    return state.index.search(image, k, box=box)
+    return state.index.search(image, k, box=box, localize=localize)
 
 
-def _search_record_box(state: ServerState, record: ImageRecord, k: int, box: Box) -> list[Hit]:
+def _search_id_localized(state: ServerState, image_id: int, k: int) -> list[Hit]:
+    return state.index.search_id(image_id, k, localize=True)
+
+
+def _search_record_box(
+    state: ServerState, record: ImageRecord, k: int, box: Box, localize: bool
+) -> list[Hit]:
     try:
-        return state.index.search(record.path, k, box=box)
+        return state.index.search(record.path, k, box=box, localize=localize)
     except ImageError as exc:
         raise ApiError(404 if "not found" in exc.reason else 500, str(exc)) from None
 

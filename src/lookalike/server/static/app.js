@@ -9,15 +9,16 @@ const state = { query: null, box: null, busy: 0 };
 // Ways to search. Each takes the query and returns fetch() arguments; a new kind of search
 // (e.g. text) adds an entry here and a control in #extra-search that calls setQuery().
 const SEARCHERS = {
-  upload(q, k, box) {
+  upload(q, k, box, opts) {
     const form = new FormData();
     form.append("image", q.file, q.name);
     form.append("k", String(k));
     if (box) form.append("box", box.join(","));
+    if (opts.localize) form.append("localize", "true");
     return ["/api/search", { method: "POST", body: form }];
   },
-  id(q, k, box) {
-    const body = { id: q.id, k };
+  id(q, k, box, opts) {
+    const body = { id: q.id, k, localize: opts.localize };
     if (box) body.box = box;
     return ["/api/search", {
       method: "POST", headers: { "Content-Type": "application/json" },
@@ -86,7 +87,8 @@ async function search() {
   const q = state.query;
   if (!q) return;
   const k = Number($("k").value);
-  const [url, init] = SEARCHERS[q.kind](q, k, state.box);
+  const opts = { localize: $("localize").checked };
+  const [url, init] = SEARCHERS[q.kind](q, k, state.box, opts);
   const ticket = ++state.busy;
   document.body.setAttribute("aria-busy", "true");
   setStatus(state.box ? "Searching for the selected region…" : "Searching…");
@@ -220,6 +222,7 @@ function setupInputs() {
     if (item) { ev.preventDefault(); queryFromFile(item.getAsFile()); }
   });
   $("k").addEventListener("change", () => search());
+  $("localize").addEventListener("change", () => search());
   $("search-form").addEventListener("submit", (ev) => { ev.preventDefault(); search(); });
 }
 
