@@ -153,3 +153,21 @@ def test_newer_schema_is_refused(tmp_path):
     db.close()
     with pytest.raises(IndexCorruptError, match="schema version"):
         Catalog(path)
+
+
+def test_readonly_open_upgrades_an_older_catalog(tmp_path):
+    from lookalike.index.catalog import _SCHEMA_V1
+
+    path = tmp_path / "catalog.sqlite"
+    db = sqlite3.connect(path)
+    for statement in _SCHEMA_V1.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    db.execute("INSERT INTO meta VALUES ('schema_version', '1'), ('generation', '3')")
+    db.commit()
+    db.close()
+    with Catalog(path, readonly=True) as catalog:  # a reader (search, serve) opens it first
+        assert int(catalog._get_meta("schema_version")) == SCHEMA_VERSION
+        assert catalog.generation == 3
+        assert catalog.count() == 0
+        assert catalog.skipped() == []

@@ -123,6 +123,8 @@ class Catalog:
             self._db.execute("PRAGMA busy_timeout=10000")
             if not readonly:
                 self._migrate()
+            elif int(self._get_meta("schema_version") or 0) < SCHEMA_VERSION:
+                self._upgrade_then_reopen_readonly()
             self._check_version()
         except sqlite3.DatabaseError as exc:
             raise IndexCorruptError(f"{self.path}: cannot read the catalog ({exc})") from exc
@@ -155,6 +157,21 @@ class Catalog:
                         self._db.execute(statement)
                 current += 1
                 self._set_meta("schema_version", str(current))
+
+    def _upgrade_then_reopen_readonly(self) -> None:
+        """A read-only open of a catalog written by an older lookalike: migrate it once through
+        a short-lived writable connection (SQLite serializes this against any writer)."""
+        self._db.close()
+        try:
+            Catalog(self.path).close()
+        except (sqlite3.OperationalError, IndexCorruptError) as exc:
+            raise IndexCorruptError(
+                f"{self.path}: the catalog was written by an older lookalike and must be "
+                f"upgraded, but it cannot be written here ({exc}); open it once with write access"
+            ) from exc
+        uri = f"file:{self.path.as_posix()}?mode=ro"
+        self._db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA busy_timeout=10000")
 
     def _check_version(self) -> None:
         version = self._get_meta("schema_version")
