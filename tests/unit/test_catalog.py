@@ -171,3 +171,5 @@ def test_readonly_open_upgrades_an_older_catalog(tmp_path):
         assert catalog.generation == 3
         assert catalog.count() == 0
         assert catalog.skipped() == []
+        tables = {r[0] for r in catalog._db.execute("SELECT name FROM sqlite_master")}
+        assert "labels" in tables
