@@ -154,6 +154,7 @@ class Index:
         self._whitening_loaded = False
         self._vectors: VectorIndex | None = None
         self._vectors_generation = -1
+        self.mmap = False  # memory-map the FAISS file instead of reading it (read-only opens)
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -183,8 +184,14 @@ class Index:
         *,
         writable: bool = False,
         settings: IndexSettings | None = None,
+        mmap: bool = False,
     ) -> Index:
-        """Open an existing index. With `settings`, refuse when the index was built otherwise."""
+        """Open an existing index. With `settings`, refuse when the index was built otherwise.
+        With `mmap` (read-only opens only), the FAISS file is memory-mapped rather than read into
+        memory, so a collection larger than RAM stays searchable (pages load as searches touch
+        them)."""
+        if mmap and writable:
+            raise ConfigError("mmap opens an index read-only; it cannot be combined with writing")
         path = Path(path).expanduser().absolute()
         if not is_index(path):
             raise IndexNotFoundError(f"{path}: no lookalike index here (create one with 'index')")
@@ -193,7 +200,9 @@ class Index:
             manifest = read_manifest(path)
             if settings is not None:
                 _check_same(manifest.settings, settings, path)
-            return cls(path, manifest, writable=writable, lock_fd=lock_fd)
+            index = cls(path, manifest, writable=writable, lock_fd=lock_fd)
+            index.mmap = mmap
+            return index
         except BaseException:
             _release_lock(lock_fd)
             raise
@@ -574,7 +583,9 @@ class Index:
             m = self._manifest
             file = self.path / VECTORS_NAME
             if m.index_key and m.index_generation == generation and file.exists():
-                self._vectors = VectorIndex.load(file, m.index_key, self.search_dim, m.index_params)
+                self._vectors = VectorIndex.load(
+                    file, m.index_key, self.search_dim, m.index_params, mmap=self.mmap
+                )
                 self._vectors_generation = generation
                 return self._vectors
             if self._catalog.count() == 0:

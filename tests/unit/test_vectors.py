@@ -23,7 +23,11 @@ def test_small_collections_get_exact_search():
 
 def test_large_collections_get_ivf_pq_with_full_vector_reranking():
     key, params = choose_index_key(1_000_000, 256)
-    assert key == "IVF4096,PQ64x4fs,RFlat"
+    assert key == "IVF1024,PQ64x4fs,RFlat"
+    # even at 10M the inverted lists train on the engine's 100k-vector training sample
+    from lookalike.engine import TRAIN_SAMPLE
+
+    assert min_training_vectors(choose_index_key(10_000_000, 256)[0]) <= TRAIN_SAMPLE
     assert "nprobe=" in params and "k_factor_rf=" in params
     key, _ = choose_index_key(EXACT_SEARCH_MAX + 1, 1280)
     ivf, pq, refine = key.split(",")

@@ -213,6 +213,14 @@ def search_cmd(
             "(implies --localize).",
         ),
     ] = False,
+    mmap: Annotated[
+        bool,
+        typer.Option(
+            "--mmap",
+            help="Memory-map the vector index instead of reading it into memory (for "
+            "collections larger than RAM; the first searches read from disk).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Find the indexed images most similar to QUERY, best first; or with --text, the images
@@ -225,7 +233,7 @@ def search_cmd(
         options.update(tag=tag, tag_mode=tag_mode)
     if (query is None) == (text is None):
         raise ConfigError("give either an image QUERY or --text WORDS (one of them)")
-    with Index.open(index) as idx:
+    with Index.open(index, mmap=mmap) as idx:
         if text is not None:
             hits = idx.search_text(text, k, min_score=min_score)
             query = text

@@ -17,19 +17,25 @@ import numpy as np
 
 from lookalike.errors import ConfigError, IndexCorruptError
 
-# Up to this many vectors, exact search is fast enough (about 10 ms a query at 100k x 256-d on
-# two cores) and needs no training; above it an inverted-file index whose shortlist is re-ranked
-# with the full vectors. Measured in benchmarks/search_scale.py (see BENCHMARKS.md).
+# Up to this many vectors, exact search is fast enough (a few ms a query at 100k x 256-d on two
+# cores, recall 1) and needs no training; above it an inverted file of 4-bit fast-scan PQ codes
+# whose shortlist (k x k_factor_rf) is re-ranked with the full vectors (RFlat). Measured in
+# benchmarks/search_scale.py (see BENCHMARKS.md, "Search at scale").
 EXACT_SEARCH_MAX = 100_000
+# Inverted lists: about sqrt(N), a power of two, at most MAX_NLIST so that k-means trains on
+# the engine's 100k-vector sample (FAISS wants ~39 vectors a list) in well under a minute.
+MAX_NLIST = 2048
+NPROBE = 32
+K_FACTOR_RF = 8
 
 
 def choose_index_key(n: int, dim: int) -> tuple[str, str]:
     """The FAISS factory string and search parameters lookalike uses for `n` vectors of `dim`."""
     if n <= EXACT_SEARCH_MAX:
         return "Flat", ""
-    nlist = 1 << int(round(math.log2(4 * math.sqrt(n))))
+    nlist = min(MAX_NLIST, 1 << int(round(math.log2(math.sqrt(n)))))
     m = _pq_subquantizers(dim)
-    return f"IVF{nlist},PQ{m}x4fs,RFlat", "nprobe=32,k_factor_rf=8"
+    return f"IVF{nlist},PQ{m}x4fs,RFlat", f"nprobe={NPROBE},k_factor_rf={K_FACTOR_RF}"
 
 
 def _pq_subquantizers(dim: int) -> int:
@@ -161,7 +167,11 @@ class VectorIndex:
     def load(cls, path: str | Path, key: str, dim: int, params: str, *, mmap: bool = False):
         import faiss
 
-        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
+        # IO_FLAG_MMAP maps inverted lists, IO_FLAG_MMAP_IFC flat code arrays (Flat, the RFlat
+        # re-ranking vectors): neither is copied into memory; a mapped index is read-only.
+        flags = (
+            faiss.IO_FLAG_MMAP | faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY if mmap else 0
+        )
         try:
             index = faiss.read_index(str(path), flags)
         except RuntimeError as exc:
