@@ -37,10 +37,12 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object ins
 
 def _register() -> None:
     # Each module adds its commands to `app` when imported.
-    from lookalike.cli import core  # noqa: F401
-    from lookalike.cli import evaluate  # noqa: F401
-    from lookalike.cli import serve  # noqa: F401
-    from lookalike.cli import words  # noqa: F401
+    from lookalike.cli import (
+        core,  # noqa: F401
+        evaluate,  # noqa: F401
+        serve,  # noqa: F401
+        words,  # noqa: F401
+    )
 
 
 def main() -> None:
