@@ -400,9 +400,9 @@ def test_whitening_starts_only_when_allowed_and_search_works_on_both_sides(tmp_p
     from lookalike.whitening import whitening_allowed
 
     dim, out = 64, 16
-    x = clustered_vectors(1400, dim, 40, seed=9)
+    x = clustered_vectors(2400, dim, 40, seed=9)
     path = tmp_path / "idx"
-    below = next(n for n in range(1, 2000) if whitening_allowed(n, out)) - 1
+    below = next(n for n in range(1, 5000) if whitening_allowed(n, out)) - 1
     assert below >= 100
     with Index.create(path, IndexSettings(whiten_dim=out)) as idx:
         ids = idx.add_vectors([f"/v/{i}" for i in range(below)], x[:below])
