@@ -712,9 +712,12 @@ class Index:
         if tag is not None:
             from lookalike.tags import search_tagged
 
-            return search_tagged(
+            if spec is not None:
+                raise ConfigError("query expansion cannot be combined with a tag filter yet")
+            hits = search_tagged(
                 self, raw, k, tag=tag, tag_mode=tag_mode, min_score=min_score, exclude=exclude
             )
+            return self._localize(raw, hits, rerank) if localize or rerank else hits
         raw = np.asarray(raw, dtype=np.float32).reshape(-1)
         if self._manifest.dim is not None and raw.shape[0] != self._manifest.dim:
             raise IndexMismatchError(
