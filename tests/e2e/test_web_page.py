@@ -234,6 +234,36 @@ def test_keyboard_only(page, collection) -> None:
     assert stem(page.locator("#query-caption").text_content()) == "astronaut"
 
 
+def test_text_search_from_the_keyboard(page, collection) -> None:
+    # Tab from the drop zone to the text box, type words, press Enter.
+    page.locator("#drop").focus()
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id === 'text-query'"):
+            break
+    else:
+        pytest.fail("the text box cannot be reached with Tab")
+    page.keyboard.type("a cup of coffee")
+    page.keyboard.press("Enter")
+    # The first text query loads the sentence model (and may embed the class texts): slow.
+    page.wait_for_function(
+        "/ results for/.test(document.querySelector('#status').textContent)", timeout=240_000
+    )
+    paths = result_paths(page)
+    assert [stem(p) for p in paths[:2]] == ["coffee", "coffee"], paths
+    assert "espresso" in page.locator("#results .card .tags").first.text_content()
+    assert page.locator("#query-figure").is_hidden()  # no picture to show for words
+    # Another word, with the button this time; then an empty box is refused on the page.
+    before = status(page)
+    page.fill("#text-query", "cat")
+    page.locator("#text-search").click()
+    wait_for_results(page, before)
+    assert stem(result_paths(page)[0]) == "chelsea"
+    page.fill("#text-query", "  ")
+    page.keyboard.press("Enter")
+    assert "Type some words" in status(page)
+
+
 def test_hit_box_is_drawn_when_the_engine_returns_one(page, collection, server) -> None:
     # The engine does not localize yet (Hit.box is None): this checks the page's drawing of a
     # box by letting the real server answer and adding a box to its first hit.

@@ -403,3 +403,33 @@ def test_localize_returns_boxes_inside_each_hit(client, collection) -> None:
             x0, y0, x1, y1 = hit["box"]
             assert 0 <= x0 < x1 <= hit["width"] and 0 <= y0 < y1 <= hit["height"]
     assert "box" not in upload(client, data, k="3").json()["hits"][0]
+
+
+# -- text search ------------------------------------------------------------------------------
+
+
+def test_text_search_by_post_and_get(client) -> None:
+    r = client.post("/api/search", json={"text": "a cup of coffee", "k": 3})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["query"] == {"text": "a cup of coffee"}
+    hits = body["hits"]
+    assert [stem(h["path"]) for h in hits[:2]] == ["coffee", "coffee"], hits
+    assert hits[0]["tags"] and hits[0]["tags"][0]["name"] == "espresso"
+    assert hits[0]["thumbnail"] == f"/api/images/{hits[0]['id']}/thumbnail"
+    got = client.get("/api/search/text", params={"q": "cat", "k": 2}).json()["hits"]
+    assert [stem(h["path"]) for h in got] == ["chelsea", "chelsea"]
+    assert any("cat" in t["name"] for t in got[0]["tags"])
+    # Words that match nothing in the index: no hits, not an error.
+    assert client.get("/api/search/text", params={"q": "elephant"}).json()["hits"] == []
+
+
+def test_text_search_errors(client) -> None:
+    assert_problem(client.post("/api/search", json={"text": "   "}), 422, "text")
+    assert_problem(client.post("/api/search", json={"text": ""}), 422, "text")
+    assert_problem(client.post("/api/search", json={"text": "the photo"}), 422, "no words")
+    assert_problem(client.post("/api/search", json={"text": 3}), 422, "text")
+    assert_problem(client.post("/api/search", json={"text": "cat", "k": 0}), 422, "k")
+    assert_problem(client.post("/api/search", json={"text": "cat", "id": 1}), 422, "id")
+    assert_problem(client.get("/api/search/text"), 422, "q")
+    assert_problem(client.get("/api/search/text", params={"q": "cat", "k": 999}), 422, "k")

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from lookalike.engine import Hit
-from lookalike.errors import ImageError
+from lookalike.errors import ConfigError, ImageError
 from lookalike.images import decode_image
 from lookalike.index.catalog import ImageRecord
 from lookalike.server.app import ServerState
@@ -50,6 +50,17 @@ class SearchById(BaseModel):
     localize: bool = Field(False, description="Add each hit's box: where the query is in it.")
 
 
+class SearchByText(BaseModel):
+    """Search by words: `{"text": "a cup of coffee", "k": K}`. The words become ImageNet
+    classes (WordNet, then a sentence model); hits are ranked by the probability the CNN gave
+    those classes (see Index.search_text)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(..., max_length=200)
+    k: int | None = Field(None, ge=1)
+
+
 SEARCH_BODY = {
     "requestBody": {
         "required": True,
@@ -69,7 +80,11 @@ SEARCH_BODY = {
                     },
                 }
             },
-            "application/json": {"schema": SearchById.model_json_schema()},
+            "application/json": {
+                "schema": {
+                    "oneOf": [SearchById.model_json_schema(), SearchByText.model_json_schema()]
+                }
+            },
         },
     }
 }
@@ -171,7 +186,8 @@ def require_write(request: Request, state: State) -> None:
 @router.post("/search", openapi_extra=SEARCH_BODY)
 async def search(request: Request, state: State) -> dict:
     """Search by an uploaded image (multipart field `image`, optional `k`, optional `box`
-    "x0,y0,x1,y1") or by an indexed image (JSON `{"id": N, "k": K, "box": [...]}`).
+    "x0,y0,x1,y1"), by an indexed image (JSON `{"id": N, "k": K, "box": [...]}`) or by words
+    (JSON `{"text": "a cup of coffee", "k": K}`; hits carry `tags`).
     Returns `{"hits": [{"id", "path", "score", "box"?, "width", "height", ...}]}`."""
     started = time.perf_counter()
     ctype = request.headers.get("content-type", "")
@@ -197,11 +213,17 @@ async def search(request: Request, state: State) -> dict:
             query["box"] = list(box)
         return _hits_json(state, hits, started, query)
     if ctype.startswith("application/json"):
+        raw = await request.body()
+        if _asks_for_text(raw):
+            try:
+                by_text = SearchByText.model_validate_json(raw)
+            except ValidationError as exc:
+                raise ApiError(422, _validation_message(exc)) from None
+            return await _text_search(state, by_text.text, by_text.k, started)
         try:
-            body = SearchById.model_validate_json(await request.body())
+            body = SearchById.model_validate_json(raw)
         except ValidationError as exc:
-            parts = [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()]
-            raise ApiError(422, "; ".join(parts)) from None
+            raise ApiError(422, _validation_message(exc)) from None
         k = _k(state, body.k)
         record = _record(state, body.id)
         query = {"id": body.id}
@@ -219,6 +241,45 @@ async def search(request: Request, state: State) -> dict:
         415,
         'send multipart/form-data with an image file in field \'image\', or JSON {"id": N, "k": K}',
     )
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()]
+    return "; ".join(parts)
+
+
+def _asks_for_text(raw: bytes) -> bool:
+    """Whether a JSON body is a text search (an object with a "text" key)."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and "text" in data
+
+
+async def _text_search(state: ServerState, text: str, k: int | None, started: float) -> dict:
+    text = text.strip()
+    if not text:
+        raise ApiError(422, "text: must not be empty")
+    k = _k(state, k)
+    # The sentence model is CPU work like the CNN: it goes through the same gate.
+    try:
+        hits = await state.gate.run(state.index.search_text, text, k)
+    except ConfigError as exc:  # e.g. only stop words ("the photo")
+        raise ApiError(422, f"text: {exc}") from None
+    return _hits_json(state, hits, started, {"text": text})
+
+
+@router.get("/search/text")
+async def search_text(
+    state: State,
+    q: Annotated[str, Query(description="the words, e.g. 'a cup of coffee'", max_length=200)],
+    k: Annotated[int | None, Query(ge=1)] = None,
+) -> dict:
+    """Search by words: `?q=a cup of coffee&k=K`. Same answer as POST /api/search with
+    `{"text": ...}`: `{"hits": [{"id", "path", "score", "tags": [...]}]}`, each tag
+    `{"class_id", "name", "prob"}`."""
+    return await _text_search(state, q, k, time.perf_counter())
 
 
 def _search_upload(

@@ -1,5 +1,5 @@
 // lookalike web page: search by a dropped, pasted or chosen picture, by an indexed picture
-// ("more like this"), or by a region of the query picture. No dependencies, no network
+// ("more like this"), by a region of the query picture, or by words. No dependencies, no network
 // access beyond this server.
 "use strict";
 
@@ -23,6 +23,12 @@ const SEARCHERS = {
     return ["/api/search", {
       method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify(body),
+    }];
+  },
+  text(q, k) {
+    return ["/api/search", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ text: q.text, k }),
     }];
   },
 };
@@ -54,9 +60,9 @@ function setQuery(query) {
   state.box = null;
   $("selection").hidden = true;
   $("clear-box").hidden = true;
-  $("query-figure").hidden = false;
-  const img = $("query-img");
-  img.src = query.url;
+  // A text query has no picture to show (nor a region to draw).
+  $("query-figure").hidden = !query.url;
+  if (query.url) $("query-img").src = query.url;
   $("query-caption").textContent = query.label;
   return search();
 }
@@ -72,6 +78,15 @@ function queryFromFile(file) {
   // width/height 0: the box is computed in the picture's natural pixels, as the server
   // decodes it (EXIF orientation applied by both).
   return setQuery({ kind: "upload", file, name, url, label: name, width: 0, height: 0 });
+}
+
+function queryFromText(text) {
+  text = text.trim();
+  if (!text) {
+    setStatus("Type some words to search for", true);
+    return;
+  }
+  return setQuery({ kind: "text", text, url: null, label: `“${text}”` });
 }
 
 function queryFromHit(hit) {
@@ -91,12 +106,14 @@ async function search() {
   const [url, init] = SEARCHERS[q.kind](q, k, state.box, opts);
   const ticket = ++state.busy;
   document.body.setAttribute("aria-busy", "true");
-  setStatus(state.box ? "Searching for the selected region…" : "Searching…");
+  setStatus(state.box ? "Searching for the selected region…"
+    : q.kind === "text" ? `Searching for “${q.text}”…` : "Searching…");
   try {
     const data = await fetchJSON(url, init);
     if (ticket !== state.busy) return; // a newer search is under way
     render(data.hits);
-    const where = state.box ? " for the selected region" : "";
+    const where = state.box ? " for the selected region"
+      : q.kind === "text" ? ` for “${q.text}”` : "";
     setStatus(`${data.hits.length} results${where} in ${Math.round(data.ms)} ms`);
   } catch (err) {
     if (ticket === state.busy) setStatus(`Search failed: ${err.message}`, true);
@@ -125,6 +142,9 @@ function render(hits) {
     const path = card.querySelector(".path");
     path.textContent = hit.path;
     path.title = hit.path;
+    const tags = (hit.tags || []).slice(0, 2);
+    card.querySelector(".tags").textContent = tags
+      .map((t) => `${t.name.split(",")[0]} ${Math.round(100 * t.prob)}%`).join(" · ");
     if (hit.box && hit.width && hit.height) {
       placeBox(card.querySelector(".hit-box"), hit.box, hit.width, hit.height);
     }
@@ -223,6 +243,11 @@ function setupInputs() {
   });
   $("k").addEventListener("change", () => search());
   $("localize").addEventListener("change", () => search());
+  const words = $("text-query");
+  words.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter") { ev.preventDefault(); queryFromText(words.value); }
+  });
+  $("text-search").addEventListener("click", () => queryFromText(words.value));
   $("search-form").addEventListener("submit", (ev) => { ev.preventDefault(); search(); });
 }
 
@@ -238,4 +263,4 @@ async function showIndexInfo() {
 setupInputs();
 setupBoxDrawing();
 showIndexInfo();
-window.lookalike = { state, SEARCHERS, setQuery, search };
+window.lookalike = { state, SEARCHERS, setQuery, search, queryFromText };
