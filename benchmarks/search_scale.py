@@ -1,0 +1,283 @@
+"""Search at scale: build time, bytes per image, latency, batch QPS and recall@10 by index type.
+
+    .venv/bin/python benchmarks/search_scale.py [--sizes 100000,1000000] [--dim 256]
+
+Data: clustered synthetic descriptors (L2-normalized points around N/100 random centres, with a
+spread per cluster, so every vector has true neighbours; random uniform vectors have none, see
+FACTS.md). Queries are 500 further points drawn the same way. Ground truth: exact search.
+
+For each size: exact `Flat`, the index `choose_index_key` picks (with its search parameters and
+a couple of nprobe values around them), and, with `--hnsw`, `HNSW32,Flat`. The chosen index is
+also saved and re-opened memory-mapped (`--mmap` of `lookalike search`) to show its resident
+memory and latency. Finally lookalike's own search call (`Index.search_vector`, which adds the
+whitening transform, result filtering and the catalog lookup of paths) is timed against the raw
+FAISS call it wraps, on a real index directory of --wrapper-n vectors.
+
+Prints tables and writes benchmarks/results/search_scale.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def clustered(n: int, dim: int, seed: int, centres: np.ndarray) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, len(centres), size=n)
+    spread = rng.uniform(0.04, 0.09, size=(n, 1)).astype(np.float32)  # cluster cosine ~0.7-0.9
+    x = centres[labels] + spread * rng.standard_normal((n, dim), dtype=np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x
+
+
+def make_data(n: int, dim: int, nq: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(12345)
+    centres = rng.standard_normal((max(10, n // 100), dim), dtype=np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    base = np.empty((n, dim), np.float32)
+    step = 200_000
+    for i in range(0, n, step):
+        base[i : i + step] = clustered(min(step, n - i), dim, i + 1, centres)
+    return base, clustered(nq, dim, 999_999, centres)
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def recall_at(found: np.ndarray, truth: np.ndarray, k: int = 10) -> float:
+    return float(
+        np.mean([len(set(f[:k]) & set(t[:k])) / k for f, t in zip(found, truth, strict=True)])
+    )
+
+
+def time_queries(index, queries: np.ndarray, k: int, max_single: int) -> dict:
+    single = []
+    for q in queries[:max_single]:
+        t = time.perf_counter()
+        index.search(q[None], k)
+        single.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    _, ids = index.search(queries, k)
+    batch_s = time.perf_counter() - t
+    single_ms = np.array(single) * 1000
+    return {
+        "p50_ms": float(np.percentile(single_ms, 50)),
+        "p99_ms": float(np.percentile(single_ms, 99)),
+        "batch_qps": len(queries) / batch_s,
+        "ids": ids,
+    }
+
+
+def bench_size(n: int, dim: int, nq: int, hnsw: bool, tmp: Path) -> list[dict]:
+
+    from lookalike.index.vectors import VectorIndex, choose_index_key
+
+    t = time.perf_counter()
+    base, queries = make_data(n, dim, nq)
+    ids = np.arange(n, dtype=np.int64)
+    print(f"n={n}: data in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    rows = []
+
+    def run(key: str, params_list: list[str], chosen: bool = False) -> VectorIndex:
+        t0 = time.perf_counter()
+        vi = VectorIndex(key, dim)
+        if not vi.is_trained:
+            sample = base[np.random.default_rng(0).permutation(n)[: min(n, 100_000)]]
+            vi.train(sample)
+        for i in range(0, n, 100_000):
+            vi.add(ids[i : i + 100_000], base[i : i + 100_000])
+        build_s = time.perf_counter() - t0
+        path = tmp / f"{key.replace(',', '_')}-{n}.faiss"
+        vi.save(path)
+        size = path.stat().st_size
+        for params in params_list:
+            vi.params = params
+            vi._apply_params()
+            r = time_queries(vi, queries, 10, 100 if key == "Flat" and n > 200_000 else 300)
+            rows.append(
+                {
+                    "n": n,
+                    "key": key,
+                    "params": params,
+                    "chosen": chosen and params == params_list[0],
+                    "build_s": build_s,
+                    "bytes_per_vector": size / n,
+                    "p50_ms": r["p50_ms"],
+                    "p99_ms": r["p99_ms"],
+                    "batch_qps": r["batch_qps"],
+                    "recall10": recall_at(r["ids"], truth) if truth is not None else 1.0,
+                }
+            )
+            print(rows[-1], file=sys.stderr)
+        return vi
+
+    truth = None
+    flat = run("Flat", [""])
+    _, truth = flat.search(queries, 10)
+    rows[-1]["recall10"] = 1.0
+    del flat
+    key, params = choose_index_key(n, dim)
+    chosen = None
+    if key != "Flat":
+        nprobe = int(params.split("nprobe=")[1].split(",")[0])
+        rest = params.split(",", 1)[1]
+        variants = [params] + [f"nprobe={p},{rest}" for p in (nprobe // 2, nprobe * 2)]
+        chosen = run(key, variants, chosen=True)
+    else:
+        rows[0]["chosen"] = True
+    if hnsw:
+        run("HNSW32,Flat", ["efSearch=64", "efSearch=128"])
+    if chosen is not None:
+        rows.append(mmap_row(chosen, tmp / f"chosen-{n}.faiss", queries, truth, key, params, n))
+        del chosen
+    return rows
+
+
+def mmap_row(vi, path: Path, queries, truth, key: str, params: str, n: int) -> dict:
+    """Save, then open memory-mapped (what `Index.open(..., mmap=True)` does) in a fresh
+    process would be cleanest; here: resident memory growth of this process on loading."""
+    from lookalike.index.vectors import VectorIndex
+
+    vi.save(path)
+    results = {}
+    for mmap in (False, True):
+        before = rss_mb()
+        loaded = VectorIndex.load(path, key, vi.dim, params, mmap=mmap)
+        loaded.search(queries[:1], 10)
+        results[mmap] = (rss_mb() - before, loaded)
+    loaded = results[True][1]
+    r = time_queries(loaded, queries, 10, 300)
+    return {
+        "n": n,
+        "key": key + " (mmap)",
+        "params": params,
+        "chosen": False,
+        "build_s": 0.0,
+        "bytes_per_vector": path.stat().st_size / n,
+        "p50_ms": r["p50_ms"],
+        "p99_ms": r["p99_ms"],
+        "batch_qps": r["batch_qps"],
+        "recall10": recall_at(r["ids"], truth),
+        "rss_on_load_mb": results[False][0],
+        "rss_on_load_mmap_mb": results[True][0],
+    }
+
+
+def wrapper_overhead(n: int, dim: int, tmp: Path) -> dict:
+    """lookalike's Index.search_vector against the raw FAISS call on the same index."""
+    from lookalike.engine import Index
+    from lookalike.index.manifest import IndexSettings
+    from lookalike.index.vectors import choose_index_key
+
+    base, queries = make_data(n, dim, 300)
+    key, params = choose_index_key(1_000_000, dim)  # the 1M index type, on fewer vectors
+    key = key.replace(key.split(",")[0], "IVF1024")
+    settings = IndexSettings(whiten_dim=0, index_key=key, index_params=params)
+    path = tmp / "wrapper-idx"
+    with Index.create(path, settings) as idx:
+        for i in range(0, n, 50_000):
+            idx.add_vectors(
+                [f"/photos/{j}.jpg" for j in range(i, i + 50_000)],
+                base[i : i + 50_000],
+                refresh=False,
+            )
+        idx.refresh()
+    with Index.open(path) as idx:
+        raw = idx._ensure_vectors().faiss_index
+        idx.search_vector(queries[0], 10)
+        t_look, t_raw = [], []
+        for q in queries:
+            t = time.perf_counter()
+            raw.search(q[None], 10)
+            t_raw.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            idx.search_vector(q, 10)
+            t_look.append(time.perf_counter() - t)
+    look, rawm = np.median(t_look) * 1000, np.median(t_raw) * 1000
+    return {
+        "n": n,
+        "key": key,
+        "params": params,
+        "lookalike_p50_ms": float(look),
+        "raw_faiss_p50_ms": float(rawm),
+        "ratio": float(look / rawm),
+        "overhead_us": float((look - rawm) * 1000),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="100000,1000000")
+    parser.add_argument("--dim", type=int, default=256)
+    parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--hnsw", action="store_true", help="also HNSW32 (slow to build)")
+    parser.add_argument("--wrapper-n", type=int, default=200_000)
+    args = parser.parse_args()
+    import faiss
+
+    print(f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads", file=sys.stderr)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="lk-search-") as tmp:
+        for n in (int(s) for s in args.sizes.split(",")):
+            rows.extend(bench_size(n, args.dim, args.queries, args.hnsw, Path(tmp)))
+        wrapper = wrapper_overhead(args.wrapper_n, args.dim, Path(tmp)) if args.wrapper_n else None
+    print(
+        "| N | index (factory string) | params | chosen | build s | bytes/image | p50 ms | "
+        "p99 ms | batch QPS | recall@10 |"
+    )
+    print("|" + "---|" * 10)
+    for r in rows:
+        print(
+            f"| {r['n']:,} | `{r['key']}` | {r['params'] or '-'} | "
+            f"{'yes' if r['chosen'] else ''} | {r['build_s']:.1f} | "
+            f"{r['bytes_per_vector']:.0f} | "
+            f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['batch_qps']:.0f} | "
+            f"{r['recall10']:.3f} |"
+        )
+    for r in rows:
+        if "rss_on_load_mb" in r:
+            print(
+                f"N={r['n']:,}: loading the index file grows resident memory by "
+                f"{r['rss_on_load_mb']:.0f} MB in RAM, {r['rss_on_load_mmap_mb']:.0f} MB mmap"
+            )
+    if wrapper:
+        print(
+            f"wrapper at N={wrapper['n']:,} ({wrapper['key']}): lookalike search_vector "
+            f"{wrapper['lookalike_p50_ms']:.3f} ms vs raw FAISS {wrapper['raw_faiss_p50_ms']:.3f}"
+            f" ms p50 (x{wrapper['ratio']:.2f}, +{wrapper['overhead_us']:.0f} us)"
+        )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = {
+        "benchmark": "search_scale",
+        "command": " ".join(["python", *sys.argv]),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "faiss": faiss.__version__,
+        },
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rows": rows,
+        "wrapper": wrapper,
+    }
+    (RESULTS / "search_scale.json").write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
