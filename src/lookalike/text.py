@@ -4,8 +4,9 @@ Two steps, in this order:
 
 1. WordNet: the query (lower-cased, articles dropped, plural made singular) is looked up among
    the lemmas of the classes and of their hypernyms. A hit covers every class under that synset,
-   so "dog" covers all 118 dog breeds, "vehicle" 67 classes, "bike" both bicycles and
-   motorcycles, each with weight 1.
+   so "dog" covers all 118 dog breeds, "vehicle" 71 classes, "bike" both bicycles and
+   motorcycles, each with weight 1. A few everyday words get extra synsets (EXTRA_SENSES:
+   "vehicle" also covers buses, "elephant" the tusker).
 2. Otherwise a sentence-embedding model (the packaged all-MiniLM-L6-v2, run offline) compares
    the query with a text for each class (its names and its description) and keeps the classes
    within `margin` of the best cosine similarity (at most `max_classes`), weighted by how close
@@ -73,15 +74,27 @@ def _singulars(phrase: str) -> list[str]:
     return out
 
 
+# Everyday words whose WordNet synset misses classes people expect under them: word -> extra
+# synsets (wnids) searched together with the word's own. Small on purpose; each entry is a
+# WordNet quirk seen in use. "vehicle": buses and trains sit under "public transport", a
+# sibling of "vehicle" under "conveyance". "elephant": the tusker class sits under "mammal".
+EXTRA_SENSES: dict[str, tuple[str, ...]] = {
+    "vehicle": ("n04019101",),  # public transport: minibus, school bus, trolleybus, bullet train
+    "elephant": ("n01871265",),  # tusker
+}
+
+
 def wordnet_classes(text: str) -> list[ClassMatch]:
-    """Classes under the WordNet synsets whose lemma is the (normalized) query; [] if none."""
+    """Classes under the WordNet synsets whose lemma is the (normalized) query, plus the
+    synsets EXTRA_SENSES adds for it; [] if none."""
     phrase = normalize(text)
     if not phrase:
         return []
     h = hierarchy()
     senses = h["senses"]
     for candidate in _singulars(phrase):
-        wnids = senses.get(candidate) or senses.get(candidate.replace(" ", "-"))
+        wnids = senses.get(candidate) or senses.get(candidate.replace(" ", "-")) or []
+        wnids = [*wnids, *EXTRA_SENSES.get(candidate, ())]
         if not wnids:
             continue
         wanted = set(wnids)

@@ -83,9 +83,14 @@ def test_wordnet_hierarchy_covers_general_words():
     bike = {m.class_id for m in wordnet_classes("bike")}
     assert {671, 444, 665} <= bike  # mountain bike, bicycle-built-for-two, moped
     vehicle = {m.class_id for m in wordnet_classes("a vehicle")}
-    # sports car, minivan, mountain bike; not a tabby (WordNet files buses under "public
-    # transport", not "vehicle": a quirk of the hierarchy)
+    # sports car, minivan, mountain bike; not a tabby
     assert {817, 656, 671} <= vehicle and 281 not in vehicle
+    # WordNet files buses under "public transport" and the tusker under "mammal": the
+    # documented extra senses (text.EXTRA_SENSES) add them to "vehicle" and "elephant".
+    assert {654, 779, 874} <= vehicle  # minibus, school bus, trolleybus
+    assert {m.class_id for m in wordnet_classes("vehicles")} == vehicle
+    elephants = {m.class_id for m in wordnet_classes("elephants")}
+    assert elephants == {101, 385, 386}  # tusker, Indian and African elephant
     assert wordnet_classes("beach") == []  # not an ancestor of any class: sentence model's job
 
 
