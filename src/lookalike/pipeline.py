@@ -25,8 +25,11 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import select
 import signal
 import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -135,9 +138,41 @@ def _decode_task(path: str, max_side: int) -> Decoded | tuple[str, str]:
         return (path, f"cannot read image: {type(exc).__name__}: {exc}")
 
 
-def _worker_init() -> None:
+def _worker_init(main_pid: int) -> None:
     # Ctrl-C goes to the whole process group; the main process handles it and shuts us down.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(
+        target=_exit_with, args=(main_pid,), name="lookalike-watch-main", daemon=True
+    ).start()
+
+
+def _exit_with(main_pid: int) -> None:
+    """End this worker as soon as the process that started the pool is gone.
+
+    A `kill -9` of that process gives the pool no chance to shut down, and nothing else would
+    end the workers: they wait on a queue whose write end they hold themselves. The forkserver
+    and the resource tracker then end on their own, because they exit once every process
+    holding their pipe (the workers) has exited. The parent of a worker is the forkserver, not
+    the main process, so PR_SET_PDEATHSIG would not help; the main pid is watched instead,
+    through a pidfd (no pid-reuse race) or, where there is none, by polling.
+    """
+    try:
+        fd = os.pidfd_open(main_pid)
+    except ProcessLookupError:
+        os._exit(0)
+    except (AttributeError, OSError):
+        fd = None
+    if fd is not None:
+        select.select([fd], [], [])  # a pidfd turns readable when its process exits
+        os._exit(0)
+    while True:
+        time.sleep(0.5)
+        try:
+            os.kill(main_pid, 0)
+        except ProcessLookupError:
+            os._exit(0)
+        except PermissionError:
+            pass
 
 
 def extract_one(path: str, extractor: Extractor) -> Extracted:
@@ -198,7 +233,10 @@ class _Decoder:
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="lookalike-decode")
         else:
             self._pool = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=_context(), initializer=_worker_init
+                max_workers=self.workers,
+                mp_context=_context(),
+                initializer=_worker_init,
+                initargs=(os.getpid(),),
             )
         self._delivered = 0
 

@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 
@@ -36,8 +37,12 @@ def many_photos(tmp_path, photos):
     return folder
 
 
+MARKER = "LOOKALIKE_TEST_RUN"  # set on each started command; its helper processes inherit it
+
+
 def _start(folder, index, batch_size=4):
-    return subprocess.Popen(
+    env = {**os.environ, MARKER: uuid.uuid4().hex}
+    proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -55,42 +60,51 @@ def _start(folder, index, batch_size=4):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
+    proc.marker = env[MARKER]
+    return proc
 
 
-def _descendants(pid: int) -> list[int]:
-    """Child processes of `pid`, recursively (Linux /proc)."""
-    out = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for tid in tasks:
+def _processes_of_run(marker: str) -> list[int]:
+    """Live processes (not zombies) whose environment carries this run's marker: the command,
+    its decoding workers, the forkserver and the resource tracker (Linux /proc)."""
+    needle = f"{MARKER}={marker}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
         try:
-            with open(f"/proc/{pid}/task/{tid}/children") as fh:
-                children = [int(c) for c in fh.read().split()]
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                if needle not in fh.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                state = fh.read().rsplit(b")", 1)[1].split()[0]
         except OSError:
             continue
-        for child in children:
-            out += [child, *_descendants(child)]
-    return out
+        if state not in (b"Z", b"X"):
+            found.append(int(entry))
+    return found
 
 
-def _kill_9(proc) -> None:
-    """kill -9 the command; then end the decode workers it started, which the kill leaves
-    behind (see the report of this test's author), so the suite leaves no processes."""
-    children = _descendants(proc.pid)
+def _kill_9(proc) -> list[int]:
+    """kill -9 the command; every process it started must be gone within a few seconds."""
+    helpers = [p for p in _processes_of_run(proc.marker) if p != proc.pid]
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=TIMEOUT)
     assert proc.returncode == -signal.SIGKILL
-    deadline = time.monotonic() + 0.5
-    for child in children:
-        while time.monotonic() < deadline and os.path.exists(f"/proc/{child}"):
-            time.sleep(0.05)
+    deadline = time.monotonic() + 5
+    left = _processes_of_run(proc.marker)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = _processes_of_run(proc.marker)
+    for pid in left:  # leave nothing behind, even when failing
         try:
-            os.kill(child, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    assert not left, f"processes of the killed run still alive after 5 s: {left} (of {helpers})"
+    return helpers
 
 
 def _committed(index) -> int:
@@ -158,7 +172,8 @@ def test_kill_9_at_several_moments_then_resume(tmp_path, many_photos):
     for threshold in (1, 30, 60):
         proc = _start(many_photos, index)
         _wait_for(proc, index, threshold)
-        _kill_9(proc)
+        # mid-run the command has helpers (forkserver, workers, resource tracker): all must die
+        assert len(_kill_9(proc)) >= 3
         n = _assert_consistent(index)
         assert threshold <= n < N_FILES, n
         state = _state(index)
