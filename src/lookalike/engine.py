@@ -30,6 +30,7 @@ from lookalike import __version__
 from lookalike.errors import (
     ConfigError,
     ImageError,
+    IndexCorruptError,
     IndexLockedError,
     IndexMismatchError,
     IndexNotFoundError,
@@ -471,6 +472,9 @@ class Index:
                 for image_id, feats in zip(ids, features, strict=True):
                     on_features(image_id, feats)
             self._vectors_remove(replaced)
+            if self._vectors is not None and items and self.settings.dba:
+                # augmented vectors depend on their neighbours: rebuild them all on refresh
+                self._vectors = None
             if self._vectors is not None and items:
                 raw = np.stack([i.descriptor for i in items])
                 self._vectors.add(np.asarray(ids, dtype=np.int64), self._transform(raw))
@@ -478,6 +482,8 @@ class Index:
         return ids
 
     def _vectors_remove(self, ids: Sequence[int]) -> None:
+        if self._vectors is not None and ids and self.settings.dba:
+            self._vectors = None  # neighbours of the removed ones change: rebuild on refresh
         if self._vectors is not None and ids:
             if self._vectors.remove(np.asarray(ids, dtype=np.int64)):
                 self._vectors_generation = self._catalog.generation
@@ -491,6 +497,8 @@ class Index:
             retrained = self._maybe_retrain_whitening(n)
             key, params = self._wanted_key(n)
             generation = self._catalog.generation
+            if self._vectors is None and not retrained:
+                self._load_saved_vectors(key, generation)
             stale = (
                 retrained
                 or self._vectors is None
@@ -507,6 +515,21 @@ class Index:
                     self._manifest.index_params = params
                     self._manifest.index_generation = generation
                     write_manifest(self.path, self._manifest)
+
+    def _load_saved_vectors(self, key: str, generation: int) -> None:
+        """Use the FAISS file on disk when it is current (saves a rebuild, which with DBA
+        means a neighbour search over the whole collection)."""
+        m = self._manifest
+        file = self.path / VECTORS_NAME
+        if m.index_key == key and m.index_generation == generation and file.exists():
+            try:
+                self._vectors = VectorIndex.load(
+                    file, m.index_key, self.search_dim, m.index_params, mmap=self.mmap
+                )
+            except IndexCorruptError as exc:
+                log.warning("rebuilding the vector index: %s", exc)
+                return
+            self._vectors_generation = generation
 
     def _maybe_retrain_whitening(self, n: int) -> bool:
         s = self.settings
@@ -571,8 +594,35 @@ class Index:
         index = VectorIndex(key, dim, params)
         if not index.is_trained:
             index.train(self._transform(self._catalog.sample_descriptors(TRAIN_SAMPLE)))
+        dba = parse_expansion(self.settings.dba)
+        if dba is not None:
+            return self._add_augmented(index, dba)
         for ids, raw in self._catalog.iter_descriptors():
             index.add(ids, self._transform(raw))
+        return index
+
+    def _add_augmented(self, index: VectorIndex, spec: Expansion) -> VectorIndex:
+        """Database-side augmentation: add each search vector as the weighted mean of itself
+        and its `spec.n` nearest neighbours (lookalike.postprocess.qe.dba_batches). The
+        neighbours come from an exact search in batches, or, for an approximate index type,
+        from a temporary index of that type (so the cost follows the collection's index)."""
+        from lookalike.postprocess.qe import dba_batches
+
+        parts = [(ids, self._transform(raw)) for ids, raw in self._catalog.iter_descriptors()]
+        if not parts:
+            return index
+        ids = np.concatenate([p[0] for p in parts])
+        x = np.concatenate([p[1] for p in parts])
+        del parts
+        neighbours = None
+        if needs_training(index.key):
+            scratch = VectorIndex(index.key, index.dim, index.params)
+            scratch.train(self._transform(self._catalog.sample_descriptors(TRAIN_SAMPLE)))
+            scratch.add(np.arange(len(x), dtype=np.int64), x)
+            neighbours = scratch.search
+        for start, rows in dba_batches(x, spec, neighbours=neighbours):
+            index.add(ids[start : start + len(rows)], rows)
+        log.info("database-side augmentation (%s) of %d vectors", spec, len(x))
         return index
 
     def _ensure_vectors(self) -> VectorIndex | None:
@@ -757,6 +807,13 @@ class Index:
             raws = [self._catalog.descriptor(i) for i, _ in top]
         keep = [(r, s) for r, (_, s) in zip(raws, top, strict=True) if r is not None]
         neighbours = self._transform(np.stack([r for r, _ in keep]))
+        if self.settings.dba:
+            # expand with the database's own (augmented) vectors, as stored in FAISS
+            try:
+                ids = [i for (i, _), r in zip(top, raws, strict=True) if r is not None]
+                neighbours = np.stack([vectors.faiss_index.reconstruct(i) for i in ids])
+            except RuntimeError:
+                log.debug("this FAISS index cannot reconstruct; expanding with plain vectors")
         sims = np.array([s for _, s in keep])
         return expand(query[0], neighbours, sims, spec.alpha)[None]
 
@@ -827,6 +884,7 @@ class Index:
             "whitening": m.whitening.model_dump() if m.whitening else None,
             "index_key": key,
             "index_params": m.index_params,
+            "dba": s.dba,
             "size_bytes": sum(f.stat().st_size for f in self.path.iterdir() if f.is_file()),
             "format_version": m.format_version,
             "lookalike_version": m.lookalike_version,

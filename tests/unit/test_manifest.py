@@ -100,6 +100,24 @@ def test_validate_settings_names_the_field():
         validate_settings(colour="red")
 
 
+def test_dba_setting_is_validated_and_canonical(tmp_path):
+    assert IndexSettings().dba is None
+    assert validate_settings(dba="none").dba is None
+    assert validate_settings(dba="alpha:n=2,alpha=2").dba == "alpha-qe:alpha=2,n=2"
+    assert validate_settings(dba="aqe:n=1").dba == "aqe:n=1"
+    for bad in ("qe", "aqe:n=0", "alpha-qe:alpha=-1"):
+        with pytest.raises(ConfigError, match="dba"):
+            validate_settings(dba=bad)
+    m = _manifest(dba="alpha-qe:n=3,alpha=3")
+    write_manifest(tmp_path, m)
+    assert read_manifest(tmp_path).settings.dba == "alpha-qe:alpha=3,n=3"
+    # a manifest written before the setting existed reads as DBA off
+    raw = json.loads((tmp_path / MANIFEST_NAME).read_text())
+    del raw["settings"]["dba"]
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(raw))
+    assert read_manifest(tmp_path).settings.dba is None
+
+
 def test_settings_are_frozen():
     s = IndexSettings()
     with pytest.raises(Exception, match="frozen"):

@@ -96,3 +96,28 @@ def test_pooling_power():
     assert pooling_power("spoc") == 1.0
     assert pooling_power("mac") == 10.0
     assert isinstance(Localization(1.0, (0, 0, 1, 1), (1, 1)).score, float)
+
+
+def test_dba_in_batches_equals_dba():
+    from lookalike.postprocess.qe import dba_batches
+
+    rng = np.random.default_rng(3)
+    x = np.repeat(rng.normal(size=(8, 12)), 5, axis=0) + 0.3 * rng.normal(size=(40, 12))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    for spec in (Expansion(1, 0.0), Expansion(3, 3.0), Expansion(100, 0.0)):
+        parts = list(dba_batches(x, spec, batch=7))
+        assert [start for start, _ in parts] == list(range(0, 40, 7))
+        got = np.concatenate([rows for _, rows in parts])
+        np.testing.assert_allclose(got, dba(x, spec), atol=1e-6)
+
+    # a caller-given neighbour search (here exact NumPy) is used as given
+    def numpy_search(q, k):
+        s = q @ x.T
+        top = np.argsort(-s, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(s, top, axis=1), top
+
+    got = np.concatenate([r for _, r in dba_batches(x, Expansion(2, 3.0), neighbours=numpy_search)])
+    np.testing.assert_allclose(got, dba(x, Expansion(2, 3.0)), atol=1e-6)
+    one = list(dba_batches(x[:1], Expansion(2)))
+    assert len(one) == 1 and np.array_equal(one[0][1], x[:1])
+    assert list(dba_batches(x[:0], Expansion(2))) == []

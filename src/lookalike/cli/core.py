@@ -72,6 +72,14 @@ def index_cmd(
     index_params: Annotated[
         str | None, typer.Option(help="FAISS search parameters, e.g. 'nprobe=32'.")
     ] = None,
+    dba: Annotated[
+        str | None,
+        typer.Option(
+            help="Database-side augmentation of the stored vectors: 'alpha-qe:n=3,alpha=3' or "
+            "'aqe:n=1' (each vector averaged with its n nearest neighbours). Any change then "
+            "rebuilds all vectors (a neighbour search over the collection). [default: off]"
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Images committed per transaction.")] = 32,
     as_json: JsonOpt = False,
 ) -> None:
@@ -91,6 +99,7 @@ def index_cmd(
         "whiten_dim": whiten_dim,
         "index_key": index_key,
         "index_params": index_params,
+        "dba": dba,
     }
     given = {k: v for k, v in given.items() if v is not None}
     for d in dirs:

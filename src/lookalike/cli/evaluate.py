@@ -35,7 +35,10 @@ def eval_cmd(
     ] = None,
     dba: Annotated[
         str | None,
-        typer.Option(help="Database-side augmentation, same syntax as --expand (eval-time)."),
+        typer.Option(
+            help="Database-side augmentation, same syntax as --expand (what "
+            "`lookalike index --dba` stores in an index)."
+        ),
     ] = None,
     rerank: Annotated[
         int,

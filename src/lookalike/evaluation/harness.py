@@ -10,7 +10,8 @@ vectors, which is what the metrics need. Post-processing options:
 
 - ``expand``: query expansion spec (``"aqe:n=3"``, ``"alpha-qe:n=3,alpha=3"``);
 - ``dba``: database-side augmentation with the same spec syntax, applied to the database
-  vectors here at evaluation time (the engine's index does not store augmented vectors);
+  vectors here (exactly what an index built with ``IndexSettings(dba=...)`` stores; such an
+  index's own setting is used when ``dba`` is not given);
 - ``rerank``: re-order each query's top ``rerank`` results by the score of their best region
   (approximate max-pooling localization; re-runs the CNN on those results).
 """
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from lookalike.engine import Index, is_index
-from lookalike.errors import ImageError
+from lookalike.errors import ConfigError, ImageError
 from lookalike.evaluation.datasets import DEFAULT_PROTOCOL, Benchmark
 from lookalike.evaluation.metrics import (
     average_precision,
@@ -182,6 +183,10 @@ def score(
     """Score every query of ``bench`` against the index built by :func:`build_index`."""
     start = time.perf_counter()
     exp_spec, dba_spec = parse_expansion(expand), parse_expansion(dba)
+    built = parse_expansion(idx.settings.dba)
+    if built is not None and dba_spec not in (None, built):
+        raise ConfigError(f"the index stores DBA {built}; cannot score it with DBA {dba_spec}")
+    dba_spec = dba_spec or built
     raw_db, x = database_vectors(idx, bench)
     if dba_spec is not None:
         x = dba_vectors(x, dba_spec)

@@ -38,6 +38,19 @@ class IndexSettings(BaseModel):
     whiten_dim: int = Field(DEFAULT_WHITEN_DIM, ge=0)
     index_key: str | None = None  # None: chosen from the collection size
     index_params: str = ""
+    # database-side augmentation of the stored vectors ("alpha:n=3,alpha=3"); None: off
+    dba: str | None = None
+
+    @field_validator("dba")
+    @classmethod
+    def _dba_spec(cls, value: str | None) -> str | None:
+        from lookalike.postprocess.qe import parse_expansion
+
+        try:
+            spec = parse_expansion(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc).replace("query expansion", "DBA")) from None
+        return str(spec) if spec is not None else None
 
     @field_validator("scales")
     @classmethod

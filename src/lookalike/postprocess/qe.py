@@ -14,15 +14,26 @@ Specs are strings like the descriptor's: ``"aqe:n=3"``, ``"alpha-qe:n=3,alpha=3"
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from lookalike.errors import ConfigError
 
-__all__ = ["Expansion", "dba", "expand", "expand_batch", "parse_expansion", "weights"]
+__all__ = [
+    "Expansion",
+    "dba",
+    "dba_batches",
+    "expand",
+    "expand_batch",
+    "parse_expansion",
+    "weights",
+]
 
-_NAMES = {"aqe": 0.0, "alpha-qe": 3.0, "aqe-alpha": 3.0, "alphaqe": 3.0}
+DBA_BATCH = 4096  # database rows whose neighbours are searched at once
+
+_NAMES = {"aqe": 0.0, "alpha-qe": 3.0, "alpha": 3.0, "aqe-alpha": 3.0, "alphaqe": 3.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,3 +130,46 @@ def dba(database: np.ndarray, spec: Expansion) -> np.ndarray:
     w = weights(sims, spec.alpha)
     out = x.astype(np.float64) + np.einsum("qn,qnd->qd", w, x[top])
     return _l2n(out).astype(np.float32)
+
+
+Neighbours = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+
+
+def dba_batches(
+    database: np.ndarray,
+    spec: Expansion,
+    *,
+    neighbours: Neighbours | None = None,
+    batch: int = DBA_BATCH,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Database-side augmentation computed ``batch`` rows at a time, yielding
+    ``(first_row, augmented rows)``: the same result as :func:`dba` (up to ties), without the
+    N x N score matrix. ``neighbours(queries, k)`` returns ``(scores, rows)`` of each query's
+    ``k`` best database rows (row -1: none); by default an exact FAISS inner-product search.
+    Extra memory: one batch of scores and results besides ``database`` itself."""
+    x = np.ascontiguousarray(database, dtype=np.float32)
+    total = x.shape[0]
+    if total < 2:
+        if total:
+            yield 0, x.copy()
+        return
+    if neighbours is None:
+        import faiss
+
+        flat = faiss.IndexFlatIP(x.shape[1])
+        flat.add(x)
+        neighbours = flat.search
+    n = min(spec.n, total - 1)
+    for start in range(0, total, batch):
+        rows = x[start : start + batch]
+        scores, found = neighbours(rows, n + 1)
+        out = rows.astype(np.float64)
+        for i in range(len(rows)):
+            own = start + i
+            pairs = zip(found[i], scores[i], strict=True)
+            picked = [(int(r), float(s)) for r, s in pairs if r >= 0 and r != own][:n]
+            if not picked:
+                continue
+            w = weights(np.array([s for _, s in picked]), spec.alpha)
+            out[i] += w @ x[[r for r, _ in picked]].astype(np.float64)
+        yield start, _l2n(out).astype(np.float32)
