@@ -56,7 +56,7 @@ from lookalike.labels import top_classes
 from lookalike.pipeline import extract_files, extract_one, file_hash, os_reason
 from lookalike.pooling import l2n
 from lookalike.postprocess.qe import Expansion, parse_expansion
-from lookalike.tags import with_tags
+from lookalike.tags import hits_with_tags
 from lookalike.whitening import Whitening, fit_whitening, whitening_allowed
 
 log = logging.getLogger(__name__)
@@ -762,10 +762,18 @@ class Index:
         if tag is not None:
             from lookalike.tags import search_tagged
 
-            if spec is not None:
-                raise ConfigError("query expansion cannot be combined with a tag filter yet")
+            # with expansion: the query is expanded over the whole collection, then its
+            # shortlist (the top max(20k, 500)) is filtered or boosted by the tag
+            options = {"expand": spec} if spec is not None else {}
             hits = search_tagged(
-                self, raw, k, tag=tag, tag_mode=tag_mode, min_score=min_score, exclude=exclude
+                self,
+                raw,
+                k,
+                tag=tag,
+                tag_mode=tag_mode,
+                min_score=min_score,
+                exclude=exclude,
+                **options,
             )
             return self._localize(raw, hits, rerank) if localize or rerank else hits
         raw = np.asarray(raw, dtype=np.float32).reshape(-1)
@@ -786,9 +794,7 @@ class Index:
             for i, s in zip(ids[0], scores[0], strict=True)
             if i >= 0 and int(i) not in skip and (min_score is None or s >= min_score)
         ][:k]
-        with self._mutex:
-            records = self._catalog.get_many(i for i, _ in pairs)
-        hits = with_tags(self, [Hit(i, records[i].path, s) for i, s in pairs if i in records])
+        hits = hits_with_tags(self, pairs)
         if localize or rerank:
             hits = self._localize(raw, hits, rerank)
         return hits

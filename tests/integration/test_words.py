@@ -171,6 +171,18 @@ def test_tag_filter_and_boost(index, photo_dir):
         index.search(photo_dir / "chelsea.jpg", 3, tag="coffee", tag_mode="sideways")
 
 
+def test_tag_filter_with_query_expansion(index, photo_dir):
+    query = photo_dir / "chelsea.jpg"
+    got = index.search(query, 6, tag="coffee", expand="aqe:n=3")
+    assert got and all(_name(h.path).startswith("coffee") for h in got)
+    # the scores are the expanded query's (expanded over the whole index, then filtered)
+    expanded = {h.id: h.score for h in index.search(query, 50, expand="aqe:n=3")}
+    plain = {h.id: h.score for h in index.search(query, 50)}
+    for h in got:
+        assert h.score == pytest.approx(expanded[h.id], abs=1e-5)
+    assert any(abs(h.score - plain[h.id]) > 1e-3 for h in got)
+
+
 def test_classify(index, photo_dir):
     labels = index.classify(photo_dir / "coffee.jpg", k=5)
     assert labels[0].name == "espresso" and len(labels) == 5
