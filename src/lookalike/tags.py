@@ -10,7 +10,6 @@ classes: score = sum_c weight(c) * prob(image, c), over the image's stored top c
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -33,34 +32,31 @@ def text_classes(text: str) -> dict[int, float]:
     return {m.class_id: m.weight for m in default_matcher().classes(text)}
 
 
-def with_tags(index: Index, hits: Sequence[Hit]) -> list[Hit]:
-    """The hits with `tags` filled from the catalog (left None for images without labels)."""
+def hits_with_tags(index: Index, pairs: Sequence[tuple[int, float]]) -> list[Hit]:
+    """(image id, score) pairs -> hits with path and tags, from one catalog query (ids no
+    longer in the catalog are dropped; `tags` stays None for images without labels)."""
+    from lookalike.engine import Hit
+
     with index._mutex:
-        stored = index.catalog.labels(h.id for h in hits)
-    return [
-        replace(h, tags=tuple(x.to_dict() for x in labels_from_pairs(stored[h.id])))
-        if h.id in stored
-        else h
-        for h in hits
-    ]
+        rows = index.catalog.paths_and_labels([i for i, _ in pairs])
+    hits = []
+    for i, s in pairs:
+        row = rows.get(i)
+        if row is not None:
+            path, stored = row
+            tags = tuple(x.to_dict() for x in labels_from_pairs(stored)) if stored else None
+            hits.append(Hit(i, path, s, tags=tags))
+    return hits
 
 
 def search_text(index: Index, text: str, k: int = 10, *, min_score: float | None = None):
     """Images whose stored classes match the words, best first; score = probability mass."""
-    from lookalike.engine import Hit
-
     if k < 1:
         raise ConfigError(f"k must be at least 1, got {k}")
     weights = text_classes(text)
     with index._mutex:
         pairs = index.catalog.search_labels(weights, k)
-        records = index.catalog.get_many(i for i, _ in pairs)
-    hits = [
-        Hit(i, records[i].path, s)
-        for i, s in pairs
-        if i in records and (min_score is None or s >= min_score)
-    ]
-    return with_tags(index, hits)
+    return hits_with_tags(index, [p for p in pairs if min_score is None or p[1] >= min_score])
 
 
 def search_tagged(
@@ -76,7 +72,6 @@ def search_tagged(
 ) -> list[Hit]:
     """Image search combined with a tag: `filter` keeps only images whose stored classes match
     `tag`; `boost` adds TAG_BOOST x their probability mass on it to the cosine score."""
-    from lookalike.engine import Hit
 
     if tag_mode not in TAG_MODES:
         raise ConfigError(f"tag mode must be one of {', '.join(TAG_MODES)}, got {tag_mode!r}")
@@ -94,9 +89,7 @@ def search_tagged(
         scores = index._transform(vectors) @ index._transform(raw)[0]
         pairs = [(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
     else:
-        shortlist = index.search_vector(
-            raw, max(20 * k, 500), exclude=list(skip), **search_options
-        )
+        shortlist = index.search_vector(raw, max(20 * k, 500), exclude=list(skip), **search_options)
         pairs = []
         for h in shortlist:
             mass = tagged.get(h.id, 0.0)
@@ -105,6 +98,4 @@ def search_tagged(
             pairs.append((h.id, h.score + TAG_BOOST * mass if tag_mode == "boost" else h.score))
     pairs.sort(key=lambda p: (-p[1], p[0]))
     pairs = [p for p in pairs if min_score is None or p[1] >= min_score][:k]
-    with index._mutex:
-        records = index.catalog.get_many(i for i, _ in pairs)
-    return with_tags(index, [Hit(i, records[i].path, s) for i, s in pairs if i in records])
+    return hits_with_tags(index, pairs)

@@ -173,3 +173,13 @@ def test_readonly_open_upgrades_an_older_catalog(tmp_path):
         assert catalog.skipped() == []
         tables = {r[0] for r in catalog._db.execute("SELECT name FROM sqlite_master")}
         assert "labels" in tables
+
+
+def test_paths_and_labels_in_one_query(catalog):
+    from dataclasses import replace
+
+    labelled = replace(_item("/a/cat.jpg", 1), labels=[(281, 0.7), (285, 0.2)])
+    ids = catalog.write_batch(add=[labelled, _item("/a/bare.jpg", 2)])
+    rows = catalog.paths_and_labels([ids[1], 9999, ids[0]])
+    assert rows == {ids[0]: ("/a/cat.jpg", [(281, 0.7), (285, 0.2)]), ids[1]: ("/a/bare.jpg", [])}
+    assert catalog.paths_and_labels([]) == {}

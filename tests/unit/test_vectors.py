@@ -23,7 +23,7 @@ def test_small_collections_get_exact_search():
 
 def test_large_collections_get_ivf_pq_with_full_vector_reranking():
     key, params = choose_index_key(1_000_000, 256)
-    assert key == "IVF1024,PQ64x4fs,RFlat"
+    assert key == "IVF2048,PQ64x4fs,RFlat"
     # even at 10M the inverted lists train on the engine's 100k-vector training sample
     from lookalike.engine import TRAIN_SAMPLE
 
@@ -126,3 +126,17 @@ def test_ivf_pq_refine_recall_on_clustered_data():
         [len(set(g) & set(e)) / 10 for g, e in zip(got_plain, exact, strict=True)]
     )
     assert recall_plain < recall
+
+
+def test_single_query_search_leaves_the_thread_count_as_it_was():
+    import faiss
+
+    x = clustered_vectors(500, 32, 10, seed=3)
+    vi = VectorIndex("Flat", 32)
+    vi.add(np.arange(500), x)
+    before = faiss.omp_get_max_threads()
+    _, ids = vi.search(x[7], 3)  # one query: searched on one thread
+    assert ids[0][0] == 7
+    assert faiss.omp_get_max_threads() == before
+    _, many = vi.search(x[:4], 3)
+    assert list(many[:, 0]) == [0, 1, 2, 3]

@@ -373,6 +373,27 @@ class Catalog:
                 out.setdefault(image_id, []).append((class_id, prob))
         return out
 
+    def paths_and_labels(self, ids: Sequence[int]) -> dict[int, tuple[str, list]]:
+        """image id -> (path, its stored (class id, prob) pairs best first), in one query:
+        what a search result needs (missing ids: no entry)."""
+        ids = [int(i) for i in ids]
+        out: dict[int, tuple[str, list]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for image_id, path, class_id, prob in self._db.execute(
+                "SELECT i.id, i.path, l.class_id, l.prob FROM images i"
+                f" LEFT JOIN labels l ON l.image_id = i.id WHERE i.id IN ({marks})"
+                " ORDER BY i.id, l.rank",
+                chunk,
+            ):
+                entry = out.get(image_id)
+                if entry is None:
+                    entry = out[image_id] = (path, [])
+                if class_id is not None:
+                    entry[1].append((class_id, prob))
+        return out
+
     def search_labels(self, weights: dict[int, float], k: int) -> list[tuple[int, float]]:
         """Images ranked by the weighted probability mass on the given classes:
         score = sum over matched classes of weight * prob. Returns (image id, score), best

@@ -22,10 +22,12 @@ from lookalike.errors import ConfigError, IndexCorruptError
 # whose shortlist (k x k_factor_rf) is re-ranked with the full vectors (RFlat). Measured in
 # benchmarks/search_scale.py (see BENCHMARKS.md, "Search at scale").
 EXACT_SEARCH_MAX = 100_000
-# Inverted lists: about sqrt(N), a power of two, at most MAX_NLIST so that k-means trains on
+# Inverted lists: about 2 sqrt(N), a power of two, at most MAX_NLIST so that k-means trains on
 # the engine's 100k-vector sample (FAISS wants ~39 vectors a list) in well under a minute.
+# 1M clustered 256-d, recall@10 (BENCHMARKS.md, "Search at scale"): IVF1024 0.953 at nprobe
+# 128, 0.972 at 192; IVF2048 0.960 at 128, 0.973 at 192, scanning half as many codes.
 MAX_NLIST = 2048
-NPROBE = 128  # 1M clustered: recall@10 0.86 at 32, 0.90 at 64, 0.94 at 128 (BENCHMARKS.md)
+NPROBE = 192
 K_FACTOR_RF = 8
 
 
@@ -33,7 +35,7 @@ def choose_index_key(n: int, dim: int) -> tuple[str, str]:
     """The FAISS factory string and search parameters lookalike uses for `n` vectors of `dim`."""
     if n <= EXACT_SEARCH_MAX:
         return "Flat", ""
-    nlist = min(MAX_NLIST, 1 << int(round(math.log2(math.sqrt(n)))))
+    nlist = min(MAX_NLIST, 1 << int(round(math.log2(2 * math.sqrt(n)))))
     m = _pq_subquantizers(dim)
     return f"IVF{nlist},PQ{m}x4fs,RFlat", f"nprobe={NPROBE},k_factor_rf={K_FACTOR_RF}"
 
@@ -144,8 +146,20 @@ class VectorIndex:
         """(scores (q, k), ids (q, k)); missing results have id -1."""
         queries = _as_f32(np.atleast_2d(queries), self.dim)
         k = max(1, min(int(k), max(self.ntotal, 1)))
-        scores, ids = self._index.search(queries, k)
-        return scores, ids
+        if len(queries) > 1:
+            return self._index.search(queries, k)
+        # One query: FAISS would only parallelize over queries, and its idle OpenMP threads'
+        # barrier stalls the call 5-20 ms whenever another process holds a core (measured:
+        # p90 5-8 ms with 2 threads, 0.46 ms with 1, same p50). One thread it is; the setting
+        # is the calling thread's own (OpenMP ICV), so concurrent searches are unaffected.
+        import faiss
+
+        before = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            return self._index.search(queries, k)
+        finally:
+            faiss.omp_set_num_threads(before)
 
     def save(self, path: str | Path) -> None:
         """Write atomically: a temporary file in the same folder, fsync, then rename."""
