@@ -85,7 +85,10 @@ def time_queries(index, queries: np.ndarray, k: int, max_single: int) -> dict:
     }
 
 
-def bench_size(n: int, dim: int, nq: int, hnsw: bool, tmp: Path) -> list[dict]:
+SWEEP_NPROBE = (64, 128, 192, 256, 384)
+
+
+def bench_size(n: int, dim: int, nq: int, hnsw: bool, sweep: bool, tmp: Path) -> list[dict]:
 
     from lookalike.index.vectors import VectorIndex, choose_index_key
 
@@ -138,8 +141,16 @@ def bench_size(n: int, dim: int, nq: int, hnsw: bool, tmp: Path) -> list[dict]:
     if key != "Flat":
         nprobe = int(params.split("nprobe=")[1].split(",")[0])
         rest = params.split(",", 1)[1]
-        variants = [params] + [f"nprobe={p},{rest}" for p in (nprobe // 2, nprobe * 2)]
+        probes = SWEEP_NPROBE if sweep else (nprobe // 2, nprobe * 2)
+        variants = [params] + [f"nprobe={p},{rest}" for p in probes if p != nprobe]
         chosen = run(key, variants, chosen=True)
+        if sweep:
+            # the other inverted-list counts the engine's 100k training sample allows
+            nlist = int(key.split(",")[0][3:])
+            for other in (1024, 2048):
+                if other != nlist and other * 39 <= min(n, 100_000):
+                    alt = key.replace(f"IVF{nlist},", f"IVF{other},")
+                    run(alt, [f"nprobe={p},{rest}" for p in SWEEP_NPROBE])
     else:
         rows[0]["chosen"] = True
     if hnsw:
@@ -181,16 +192,17 @@ def mmap_row(vi, path: Path, queries, truth, key: str, params: str, n: int) -> d
 
 
 def wrapper_overhead(n: int, dim: int, tmp: Path) -> dict:
-    """lookalike's Index.search_vector against the raw FAISS call on the same index."""
+    """lookalike's Index.search_vector against the raw FAISS call it wraps on the same index
+    (one query on one OpenMP thread, as VectorIndex.search runs it; FAISS's default thread
+    count is timed too, for reference)."""
+    import faiss
+
     from lookalike.engine import Index
     from lookalike.index.manifest import IndexSettings
-    from lookalike.index.vectors import choose_index_key
 
     base, queries = make_data(n, dim, 300)
-    key, params = choose_index_key(1_000_000, dim)  # the 1M index type, on fewer vectors
-    key = key.replace(key.split(",")[0], "IVF1024")
-    settings = IndexSettings(whiten_dim=0, index_key=key, index_params=params)
-    path = tmp / "wrapper-idx"
+    settings = IndexSettings(whiten_dim=0)
+    path = tmp / f"wrapper-idx-{n}"
     with Index.create(path, settings) as idx:
         for i in range(0, n, 50_000):
             idx.add_vectors(
@@ -201,12 +213,19 @@ def wrapper_overhead(n: int, dim: int, tmp: Path) -> dict:
         idx.refresh()
     with Index.open(path) as idx:
         raw = idx._ensure_vectors().faiss_index
+        key, params = idx.manifest.index_key, idx.manifest.index_params  # the automatic choice
         idx.search_vector(queries[0], 10)
-        t_look, t_raw = [], []
-        for q in queries:
+        threads = faiss.omp_get_max_threads()
+        t_look, t_raw, t_raw_default = [], [], []
+        for q in queries:  # interleaved, so load swings hit all three alike
+            faiss.omp_set_num_threads(1)  # as VectorIndex.search runs a single query
             t = time.perf_counter()
             raw.search(q[None], 10)
             t_raw.append(time.perf_counter() - t)
+            faiss.omp_set_num_threads(threads)
+            t = time.perf_counter()
+            raw.search(q[None], 10)
+            t_raw_default.append(time.perf_counter() - t)
             t = time.perf_counter()
             idx.search_vector(q, 10)
             t_look.append(time.perf_counter() - t)
@@ -219,6 +238,10 @@ def wrapper_overhead(n: int, dim: int, tmp: Path) -> dict:
         "raw_faiss_p50_ms": float(rawm),
         "ratio": float(look / rawm),
         "overhead_us": float((look - rawm) * 1000),
+        "lookalike_p90_ms": float(np.percentile(t_look, 90) * 1000),
+        "raw_faiss_p90_ms": float(np.percentile(t_raw, 90) * 1000),
+        f"raw_faiss_{threads}_threads_p50_ms": float(np.median(t_raw_default) * 1000),
+        f"raw_faiss_{threads}_threads_p90_ms": float(np.percentile(t_raw_default, 90) * 1000),
     }
 
 
@@ -228,16 +251,25 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--hnsw", action="store_true", help="also HNSW32 (slow to build)")
-    parser.add_argument("--wrapper-n", type=int, default=200_000)
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help=f"above exact search: nprobe {SWEEP_NPROBE} for the chosen and the other nlist",
+    )
+    parser.add_argument(
+        "--wrapper-n", default="100000,1000000", help="sizes for the wrapper overhead ('' = none)"
+    )
     args = parser.parse_args()
     import faiss
 
     print(f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads", file=sys.stderr)
     rows = []
     with tempfile.TemporaryDirectory(prefix="lk-search-") as tmp:
-        for n in (int(s) for s in args.sizes.split(",")):
-            rows.extend(bench_size(n, args.dim, args.queries, args.hnsw, Path(tmp)))
-        wrapper = wrapper_overhead(args.wrapper_n, args.dim, Path(tmp)) if args.wrapper_n else None
+        for n in (int(s) for s in args.sizes.split(",") if s):
+            rows.extend(bench_size(n, args.dim, args.queries, args.hnsw, args.sweep, Path(tmp)))
+        wrapper = [
+            wrapper_overhead(int(w), args.dim, Path(tmp)) for w in args.wrapper_n.split(",") if w
+        ]
     print(
         "| N | index (factory string) | params | chosen | build s | bytes/image | p50 ms | "
         "p99 ms | batch QPS | recall@10 |"
@@ -257,11 +289,12 @@ def main() -> None:
                 f"N={r['n']:,}: loading the index file grows resident memory by "
                 f"{r['rss_on_load_mb']:.0f} MB in RAM, {r['rss_on_load_mmap_mb']:.0f} MB mmap"
             )
-    if wrapper:
+    for w in wrapper:
         print(
-            f"wrapper at N={wrapper['n']:,} ({wrapper['key']}): lookalike search_vector "
-            f"{wrapper['lookalike_p50_ms']:.3f} ms vs raw FAISS {wrapper['raw_faiss_p50_ms']:.3f}"
-            f" ms p50 (x{wrapper['ratio']:.2f}, +{wrapper['overhead_us']:.0f} us)"
+            f"wrapper at N={w['n']:,} ({w['key']}): lookalike search_vector "
+            f"{w['lookalike_p50_ms']:.3f} ms vs raw FAISS {w['raw_faiss_p50_ms']:.3f}"
+            f" ms p50 (x{w['ratio']:.2f}, +{w['overhead_us']:.0f} us); p90 "
+            f"{w['lookalike_p90_ms']:.3f} vs {w['raw_faiss_p90_ms']:.3f} ms"
         )
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = {
@@ -276,7 +309,11 @@ def main() -> None:
         "rows": rows,
         "wrapper": wrapper,
     }
-    (RESULTS / "search_scale.json").write_text(json.dumps(out, indent=2) + "\n")
+    path = RESULTS / "search_scale.json"
+    if not rows and path.exists():  # `--sizes ''`: wrapper only, the size rows are kept
+        kept = json.loads(path.read_text())
+        out = {**kept, "wrapper": wrapper, "wrapper_command": out["command"]}
+    path.write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":
