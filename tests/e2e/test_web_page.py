@@ -55,6 +55,8 @@ def collection(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "index": root / "index",
         "queries": queries,
         "split": a.width / both.width,
+        "split_px": a.width,
+        "both_size": both.size,
     }
 
 
@@ -183,12 +185,83 @@ def test_box_on_the_query_picture(page, collection) -> None:
         assert page.locator("#clear-box").is_visible()
         paths = result_paths(page)
         assert [stem(p) for p in paths[:2]] == [expected, expected], paths
+        # The drawn box fills the Region fields, in the picture's own pixels.
+        width = collection["both_size"][0]
+        x0_field = float(page.input_value("#region-x0"))
+        assert abs(x0_field - x0 * width) < 0.03 * width, (x0_field, x0 * width)
     # Back to the whole picture.
     before = status(page)
     page.locator("#clear-box").click()
     wait_for_results(page, before)
     assert "selected region" not in status(page)
     assert page.locator("#selection").is_hidden()
+
+
+def test_region_from_the_keyboard(page, collection) -> None:
+    width, height = collection["both_size"]
+    split = collection["split_px"]
+    page.set_input_files("#file", str(collection["queries"] / "cat-and-coffee.jpg"))
+    wait_for_results(page)
+    page.wait_for_function(
+        "s => document.querySelector('#region-size').textContent.includes(s)",
+        arg=f"{width} × {height}",
+    )
+    # Keyboard only from here: Tab from the drop zone to the Region fields, type the box of
+    # the right half (x1 past the picture's edge: kept inside it), press Enter.
+    page.locator("#drop").focus()
+    for _ in range(20):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id === 'region-x0'"):
+            break
+    else:
+        pytest.fail("the Region fields cannot be reached with Tab")
+    for value in (split + 10, 5, width + 500, height - 5):
+        page.keyboard.type(str(value))
+        page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "region-search"
+    page.keyboard.press("Shift+Tab")  # back in y1: Enter there searches too
+    before = status(page)
+    page.keyboard.press("Enter")
+    wait_for_results(page, before)
+    assert "selected region" in status(page)
+    assert [stem(p) for p in result_paths(page)[:2]] == ["coffee", "coffee"], result_paths(page)
+    assert page.input_value("#region-x1") == str(width)
+    assert "Kept inside" in page.locator("#region-msg").text_content()
+    assert page.locator("#selection").is_visible()
+    sel = page.locator("#selection").bounding_box()
+    img = page.locator("#query-img").bounding_box()
+    assert abs((sel["x"] - img["x"]) - img["width"] * (split + 10) / width) < 4
+
+    # An inverted box: an inline message, the fields marked, and no request sent.
+    searches = sum("/api/search" in u for u in page.requests)
+    shown = status(page)
+    page.locator("#region-x0").focus()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(str(width - 20))
+    page.locator("#region-x1").focus()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("30")
+    page.keyboard.press("Enter")
+    message = page.locator("#region-msg")
+    assert "x1 must be at least 8 pixels right of x0" in message.text_content()
+    assert "error" in message.get_attribute("class")
+    assert message.get_attribute("aria-live") == "polite"
+    assert page.get_attribute("#region-x1", "aria-invalid") == "true"
+    page.wait_for_timeout(500)
+    assert sum("/api/search" in u for u in page.requests) == searches
+    assert status(page) == shown
+
+    # Clear (by keyboard): the fields empty, the whole picture is searched again.
+    page.locator("#region-search").focus()
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "region-clear"
+    before = status(page)
+    page.keyboard.press("Enter")
+    wait_for_results(page, before)
+    assert "selected region" not in status(page)
+    assert page.input_value("#region-x0") == ""
+    assert page.locator("#selection").is_hidden()
+    assert page.locator("#region-msg").text_content() == ""
 
 
 def _file_js(path: Path) -> str:

@@ -1,10 +1,11 @@
 // lookalike web page: search by a dropped, pasted or chosen picture, by an indexed picture
-// ("more like this"), by a region of the query picture, or by words. No dependencies, no network
+// ("more like this"), by a region of the query picture (drawn, or typed in the Region fields), or
+// by words. No dependencies, no network
 // access beyond this server.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { query: null, box: null, busy: 0 };
+const state = { query: null, box: null, busy: 0, imgLoaded: false };
 
 // Ways to search. Each takes the query and returns fetch() arguments; a new kind of search
 // (e.g. text) adds an entry here and a control in #extra-search that calls setQuery().
@@ -60,9 +61,12 @@ function setQuery(query) {
   state.box = null;
   $("selection").hidden = true;
   $("clear-box").hidden = true;
+  resetRegionFields();
+  state.imgLoaded = false;
   // A text query has no picture to show (nor a region to draw).
   $("query-figure").hidden = !query.url;
   if (query.url) $("query-img").src = query.url;
+  showRegionSize();
   $("query-caption").textContent = query.label;
   return search();
 }
@@ -199,15 +203,134 @@ function setupBoxDrawing() {
     state.fracBox = r;
     state.box = [r[0] * w, r[1] * h, r[2] * w, r[3] * h].map((v) => Math.round(v));
     $("clear-box").hidden = false;
+    fillRegionFields(state.box);
     search();
   };
   stage.addEventListener("pointerup", finish);
   stage.addEventListener("pointercancel", () => { start = null; });
   $("clear-box").addEventListener("click", () => {
-    state.box = null;
-    sel.hidden = true;
-    $("clear-box").hidden = true;
-    search();
+    resetRegionFields();
+    clearBox();
+  });
+}
+
+function clearBox() {
+  state.box = null;
+  $("selection").hidden = true;
+  $("clear-box").hidden = true;
+  search();
+}
+
+// -- typing a box (the keyboard way): the Region fields ----------------------------------
+
+const REGION = ["x0", "y0", "x1", "y1"];
+const regionInput = (name) => $(`region-${name}`);
+
+// The query picture's size in its own pixels (the box's coordinates), or null before it loads.
+function queryDims() {
+  const q = state.query;
+  const img = $("query-img");
+  if (!q || !q.url) return null;
+  const w = q.width || (state.imgLoaded ? img.naturalWidth : 0);
+  const h = q.height || (state.imgLoaded ? img.naturalHeight : 0);
+  return w && h ? [w, h] : null;
+}
+
+function regionMessage(text, isError = false) {
+  const el = $("region-msg");
+  el.textContent = text;
+  el.classList.toggle("error", isError);
+}
+
+function fillRegionFields(box) {
+  REGION.forEach((name, i) => {
+    regionInput(name).value = String(box[i]);
+    regionInput(name).removeAttribute("aria-invalid");
+  });
+  regionMessage("");
+}
+
+function resetRegionFields() {
+  for (const name of REGION) {
+    regionInput(name).value = "";
+    regionInput(name).removeAttribute("aria-invalid");
+  }
+  regionMessage("");
+}
+
+function showRegionSize() {
+  const dims = queryDims();
+  $("region-size").textContent = dims ? ` (${dims[0]} × ${dims[1]})` : "";
+  for (const name of REGION) {
+    const max = dims ? dims[name.startsWith("x") ? 0 : 1] : null;
+    if (max) regionInput(name).max = String(max);
+    else regionInput(name).removeAttribute("max");
+  }
+}
+
+// Reads the four fields: {box} clamped to the picture (and {clamped: true} if that changed a
+// value), or {error, bad: [field names]}. Sends nothing.
+function readRegionFields() {
+  const dims = queryDims();
+  if (!dims) return { error: "Wait for the picture to load.", bad: [] };
+  const [w, h] = dims;
+  const raw = REGION.map((name) => regionInput(name).value.trim());
+  const empty = REGION.filter((_, i) => raw[i] === "" || !Number.isFinite(Number(raw[i])));
+  if (empty.length) {
+    return { error: `Type a number in ${empty.join(", ")} (pixels).`, bad: empty };
+  }
+  const limits = [w, h, w, h];
+  const box = raw.map((v, i) => Math.round(Math.min(limits[i], Math.max(0, Number(v)))));
+  const clamped = box.some((v, i) => v !== Number(raw[i]));
+  if (box[2] - box[0] < 8) {
+    return {
+      error: `x1 must be at least 8 pixels right of x0 (the picture is ${w} pixels wide).`,
+      bad: ["x0", "x1"],
+    };
+  }
+  if (box[3] - box[1] < 8) {
+    return {
+      error: `y1 must be at least 8 pixels below y0 (the picture is ${h} pixels high).`,
+      bad: ["y0", "y1"],
+    };
+  }
+  return { box, clamped };
+}
+
+function searchRegionFields() {
+  if (!state.query || !state.query.url) return;
+  const read = readRegionFields();
+  for (const name of REGION) {
+    if (read.bad && read.bad.includes(name)) regionInput(name).setAttribute("aria-invalid", "true");
+    else regionInput(name).removeAttribute("aria-invalid");
+  }
+  if (read.error) {
+    regionMessage(read.error, true);
+    return;
+  }
+  const [w, h] = queryDims();
+  const box = read.box;
+  REGION.forEach((name, i) => { regionInput(name).value = String(box[i]); });
+  regionMessage(read.clamped ? `Kept inside the ${w} × ${h} picture.` : "");
+  state.box = box;
+  state.fracBox = [box[0] / w, box[1] / h, box[2] / w, box[3] / h];
+  placeBox($("selection"), state.fracBox, 1, 1);
+  $("clear-box").hidden = false;
+  search();
+}
+
+function setupRegionFields() {
+  $("query-img").addEventListener("load", () => { state.imgLoaded = true; showRegionSize(); });
+  // Enter in any field submits the form (implicit submission); novalidate: our message, not
+  // the browser's bubble.
+  $("region-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    searchRegionFields();
+  });
+  $("region-clear").addEventListener("click", () => {
+    resetRegionFields();
+    if (state.box) clearBox();
+    regionInput("x0").focus();
   });
 }
 
@@ -262,5 +385,6 @@ async function showIndexInfo() {
 
 setupInputs();
 setupBoxDrawing();
+setupRegionFields();
 showIndexInfo();
 window.lookalike = { state, SEARCHERS, setQuery, search, queryFromText };
