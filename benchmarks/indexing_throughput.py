@@ -8,9 +8,12 @@ On generated phone-sized JPEGs (640x480 and 4032x3024, a quarter of them portrai
   folding, no channels_last), one image at a time;
 - lookalike: `pipeline.extract_files` with its defaults (decoding processes, shape buckets,
   batched ONNX Runtime) - what `lookalike index` runs;
-- lookalike sync: the whole `Index.sync` (adds stat/hash, SQLite commits, FAISS);
-- ceiling: the CNN alone (ONNX Runtime + pooling, batched as lookalike does) on tensors decoded
-  beforehand, same sizes.
+- lookalike sync: the whole `Index.sync` (adds listing, SQLite commits, labels, FAISS) with
+  the model loaded (its load time is reported apart);
+- ceiling: the CNN alone (ONNX Runtime + pooling, batched by shape in batches of the pipeline's
+  size, each shape run once before timing) on tensors decoded and normalized beforehand.
+
+Every measurement runs --repeat times, interleaved, and the best run is kept.
 
 Prints a table and writes benchmarks/results/indexing_throughput.json. The descriptors of the
 baseline and of lookalike are compared (cosine).
@@ -98,18 +101,23 @@ def run_lookalike(paths: list[str], extractor) -> tuple[float, np.ndarray]:
     return seconds, np.stack([r.features.descriptor for r in results])
 
 
-def run_sync(folder: str, tmp: Path) -> float:
+def run_sync(folder: str, tmp: Path) -> tuple[float, float]:
+    """(seconds of `Index.sync` with the model already loaded, seconds to load the model).
+    A new Index loads its own ONNX Runtime session (~1-3 s): a fixed cost per command, kept
+    apart so the per-image rate can be compared with the pipeline's."""
     from lookalike.engine import Index
 
     path = tmp / "idx"
     shutil.rmtree(path, ignore_errors=True)
     start = time.perf_counter()
     with Index.create(path) as idx:
+        _ = idx.extractor.backbone
+        loaded = time.perf_counter()
         report = idx.sync([folder])
-    seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - loaded
     assert not report.skipped
     shutil.rmtree(path, ignore_errors=True)
-    return seconds
+    return seconds, loaded - start
 
 
 def run_ceiling(paths: list[str], extractor, batch: int) -> float:
@@ -129,6 +137,8 @@ def run_ceiling(paths: list[str], extractor, batch: int) -> float:
         for i in range(0, len(group), batch)
     ]
     backbone = extractor.backbone
+    for b in {b.shape: b for b in batches}.values():  # first run of a shape: ORT set-up
+        backbone.run(b)
     start = time.perf_counter()
     for b in batches:
         fmaps, _ = backbone.run(b)
@@ -141,7 +151,9 @@ def main() -> None:
     parser.add_argument("--n640", type=int, default=300)
     parser.add_argument("--n4032", type=int, default=60)
     parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "lk-bench")
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each, best kept")
     args = parser.parse_args()
+    load_at_start = os.getloadavg()
 
     from lookalike.extract import Extractor
     from lookalike.pipeline import DEFAULT_BATCH, default_workers
@@ -156,10 +168,21 @@ def main() -> None:
         t = time.perf_counter()
         paths = make_photos(folder, n, (w, h))
         print(f"{n} photos {w}x{h} ready in {time.perf_counter() - t:.0f} s", file=sys.stderr)
-        base_s, base_d = run_baseline(paths, extractor.max_side)
-        look_s, look_d = run_lookalike(paths, extractor)
-        sync_s = run_sync(str(folder), args.data)
-        ceil_s = run_ceiling(paths, extractor, DEFAULT_BATCH)
+        # Each measurement --repeat times, interleaved, best kept: on a shared machine the
+        # best of a few runs is the closest to what the code can do (load only slows down).
+        best: dict[str, float] = {}
+        load_s = []
+        for _ in range(args.repeat):
+            t, base_d = run_baseline(paths, extractor.max_side)
+            best["base"] = min(best.get("base", t), t)
+            t, look_d = run_lookalike(paths, extractor)
+            best["look"] = min(best.get("look", t), t)
+            t, model_load = run_sync(str(folder), args.data)
+            best["sync"] = min(best.get("sync", t), t)
+            load_s.append(model_load)
+            t = run_ceiling(paths, extractor, DEFAULT_BATCH)
+            best["ceil"] = min(best.get("ceil", t), t)
+        base_s, look_s, sync_s, ceil_s = best["base"], best["look"], best["sync"], best["ceil"]
         cos = np.sum(base_d * look_d, axis=1)
         rows.append(
             {
@@ -169,6 +192,7 @@ def main() -> None:
                 "lookalike_img_s": n / look_s,
                 "sync_img_s": n / sync_s,
                 "ceiling_img_s": n / ceil_s,
+                "sync_model_load_s": min(load_s),
                 "speedup_vs_baseline": base_s / look_s,
                 "fraction_of_ceiling": ceil_s / look_s,
                 "cosine_min": float(cos.min()),
@@ -193,6 +217,9 @@ def main() -> None:
         "benchmark": "indexing_throughput",
         "command": " ".join(["python", *sys.argv]),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "load_average_at_start": load_at_start,
+        "load_average_at_end": os.getloadavg(),
+        "repeat": args.repeat,
         "settings": {
             "model": extractor.model,
             "descriptor": extractor.descriptor,
