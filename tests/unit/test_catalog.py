@@ -123,6 +123,9 @@ def test_iter_and_sample_descriptors(catalog):
     all_rows = {tuple(np.round(v, 3)) for v in np.concatenate(got)}
     assert all(tuple(np.round(v, 3)) in all_rows for v in sample)
     assert len({tuple(v) for v in sample}) == 10  # without replacement
+    everything = catalog.sample_descriptors(100)  # fewer rows than the limit: all, in id order
+    assert everything.dtype == np.float32
+    np.testing.assert_array_equal(everything, np.concatenate(got))
 
 
 def test_reopen_keeps_data_and_readonly_cannot_write(tmp_path):

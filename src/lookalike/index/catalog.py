@@ -485,19 +485,34 @@ class Catalog:
         n = self.count()
         if n == 0:
             return np.zeros((0, 0), dtype=np.float32)
+        # Filled in place: the sample is up to 100k x D float32 (0.5 GB at 1280-d); building it
+        # from a list of parts would hold it twice.
+        out: np.ndarray | None = None
+        pos = 0
         if n <= limit:
-            return np.concatenate([v for _, v in self.iter_descriptors()])
-        rng = np.random.default_rng(seed)
-        all_ids = np.fromiter(
-            (r[0] for r in self._db.execute("SELECT id FROM images")), dtype=np.int64
-        )
-        chosen = np.sort(rng.choice(all_ids, size=limit, replace=False))
-        out = []
-        for start in range(0, len(chosen), 500):
-            chunk = [int(i) for i in chosen[start : start + 500]]
-            marks = ",".join("?" * len(chunk))
-            for row in self._db.execute(
-                f"SELECT descriptor FROM images WHERE id IN ({marks})", chunk
-            ):
-                out.append(np.frombuffer(row[0], dtype=DESCRIPTOR_DTYPE))
-        return np.stack(out).astype(np.float32)
+            for _, v in self.iter_descriptors():
+                if out is None:
+                    out = np.empty((n, v.shape[1]), dtype=np.float32)
+                v = v[: n - pos]  # rows added since the count (another process) are left out
+                out[pos : pos + len(v)] = v
+                pos += len(v)
+        else:
+            rng = np.random.default_rng(seed)
+            all_ids = np.fromiter(
+                (r[0] for r in self._db.execute("SELECT id FROM images")), dtype=np.int64
+            )
+            chosen = np.sort(rng.choice(all_ids, size=min(limit, len(all_ids)), replace=False))
+            for start in range(0, len(chosen), 500):
+                chunk = [int(i) for i in chosen[start : start + 500]]
+                marks = ",".join("?" * len(chunk))
+                for row in self._db.execute(
+                    f"SELECT descriptor FROM images WHERE id IN ({marks})", chunk
+                ):
+                    v = np.frombuffer(row[0], dtype=DESCRIPTOR_DTYPE)
+                    if out is None:
+                        out = np.empty((len(chosen), len(v)), dtype=np.float32)
+                    out[pos] = v
+                    pos += 1
+        if out is None:
+            return np.zeros((0, 0), dtype=np.float32)
+        return out[:pos]
