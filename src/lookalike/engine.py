@@ -53,7 +53,7 @@ from lookalike.index.vectors import (
     needs_training,
 )
 from lookalike.labels import top_classes
-from lookalike.pipeline import extract_files, extract_one, file_hash, os_reason
+from lookalike.pipeline import Extracted, extract_files, extract_one, file_hash, os_reason
 from lookalike.pooling import l2n
 from lookalike.postprocess.qe import Expansion, parse_expansion
 from lookalike.tags import hits_with_tags
@@ -345,18 +345,7 @@ class Index:
                 report.skipped.append(skip)
                 batch_skipped.append((skip, st.st_size, st.st_mtime_ns))
             else:
-                batch.append(
-                    NewImage(
-                        item.path,
-                        item.size,
-                        item.mtime_ns,
-                        item.hash,
-                        item.width,
-                        item.height,
-                        item.features.descriptor,
-                        top_classes(item.features.logits),
-                    )
-                )
+                batch.append(_new_image(item))
                 batch_features.append(item.features)
                 if replaced is None:
                     report.added += 1
@@ -424,18 +413,9 @@ class Index:
     def add_image(self, path: str | Path) -> int:
         """Index one image file now (used by the server's upload). Raises ImageError."""
         self._require_writable()
-        item = extract_one(str(Path(path).absolute()), self.extractor)
-        features = item.features
-        item = NewImage(
-            item.path,
-            item.size,
-            item.mtime_ns,
-            item.hash,
-            item.width,
-            item.height,
-            features.descriptor,
-            top_classes(features.logits),
-        )
+        extracted = extract_one(str(Path(path).absolute()), self.extractor)
+        features = extracted.features
+        item = _new_image(extracted)
         with self._mutex:
             old = self._catalog.find_path(item.path)
             ids = self._commit([item], [features], [old.id] if old else [], [], None)
@@ -900,6 +880,20 @@ class Index:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def _new_image(item: Extracted) -> NewImage:
+    """What the catalog stores for an extracted file: its facts, descriptor and top classes."""
+    return NewImage(
+        item.path,
+        item.size,
+        item.mtime_ns,
+        item.hash,
+        item.width,
+        item.height,
+        item.features.descriptor,
+        top_classes(item.features.logits),
+    )
 
 
 def _resolve_dir(d: str | Path) -> Path:
