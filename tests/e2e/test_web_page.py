@@ -338,8 +338,8 @@ def test_text_search_from_the_keyboard(page, collection) -> None:
 
 
 def test_hit_box_is_drawn_when_the_engine_returns_one(page, collection, server) -> None:
-    # The engine does not localize yet (Hit.box is None): this checks the page's drawing of a
-    # box by letting the real server answer and adding a box to its first hit.
+    # Checks the page's placement of a known box: the real server answers and the test adds a
+    # box of known geometry to the first hit (real engine boxes: the next test).
     def add_box(route):
         response = route.fetch()
         data = response.json()
@@ -355,6 +355,11 @@ def test_hit_box_is_drawn_when_the_engine_returns_one(page, collection, server) 
     before = status(page)
     page.locator("#results .card .more").first.click()
     wait_for_results(page, before)
+    # The box is placed in % of the thumbnail, whose size is known once the image has loaded.
+    page.wait_for_function(
+        "(() => { const i = document.querySelector('#results .card .thumb img');"
+        " return i && i.complete && i.naturalWidth > 0; })()"
+    )
     box = page.locator("#results .card .hit-box").first
     assert box.is_visible()
     thumb = page.locator("#results .card .thumb img").first.bounding_box()
