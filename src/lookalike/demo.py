@@ -56,7 +56,7 @@ def source_of(path: str) -> str:
 def run_demo(out: Path, *, k: int = 5, echo: Callable[[str], None] = print) -> bool:
     from lookalike.engine import Index, is_index
 
-    out = Path(out)
+    out = Path(out).absolute()
     echo(f"Building the demo collection in {out} from scikit-image's photos ...")
     queries = build_demo_collection(out)
     index_dir = out / "index"
