@@ -1,13 +1,19 @@
 """Search at scale: build time, bytes per image, latency, batch QPS and recall@10 by index type.
 
     .venv/bin/python benchmarks/search_scale.py [--sizes 100000,1000000] [--dim 256]
+    .venv/bin/python benchmarks/search_scale.py --hnsw 'HNSW32,Flat;HNSW32,SQ8' --hnsw-only
+    .venv/bin/python benchmarks/search_scale.py --sizes 10000000 --queries 200 --mmap
 
 Data: clustered synthetic descriptors (L2-normalized points around N/100 random centres, with a
 spread per cluster, so every vector has true neighbours; random uniform vectors have none, see
 FACTS.md). Queries are 500 further points drawn the same way. Ground truth: exact search.
 
 For each size: exact `Flat`, the index `choose_index_key` picks (with its search parameters and
-a couple of nprobe values around them), and, with `--hnsw`, `HNSW32,Flat`. The chosen index is
+a couple of nprobe values around them), and, with `--hnsw`, `HNSW32,Flat` (or the given
+';'-separated HNSW factory strings) at efSearch 32/64/128 (`--hnsw-only`: just those and exact
+search, merged into the existing JSON). With `--mmap` (meant for 10M), the data is generated
+chunk by chunk straight into the automatic index, the exact top-10 kept as it goes, the index
+written to disk and searched memory-mapped (resident memory reported). The chosen index is
 also saved and re-opened memory-mapped (`--mmap` of `lookalike search`) to show its resident
 memory and latency. Finally lookalike's own search call (`Index.search_vector`, which adds the
 whitening transform, result filtering and the catalog lookup of paths) is timed against the raw
@@ -86,9 +92,12 @@ def time_queries(index, queries: np.ndarray, k: int, max_single: int) -> dict:
 
 
 SWEEP_NPROBE = (64, 128, 192, 256, 384)
+HNSW_EF = (32, 64, 128)
 
 
-def bench_size(n: int, dim: int, nq: int, hnsw: bool, sweep: bool, tmp: Path) -> list[dict]:
+def bench_size(
+    n: int, dim: int, nq: int, hnsw: list[str], sweep: bool, tmp: Path, hnsw_only: bool = False
+) -> list[dict]:
 
     from lookalike.index.vectors import VectorIndex, choose_index_key
 
@@ -138,7 +147,9 @@ def bench_size(n: int, dim: int, nq: int, hnsw: bool, sweep: bool, tmp: Path) ->
     del flat
     key, params = choose_index_key(n, dim)
     chosen = None
-    if key != "Flat":
+    if hnsw_only:
+        pass
+    elif key != "Flat":
         nprobe = int(params.split("nprobe=")[1].split(",")[0])
         rest = params.split(",", 1)[1]
         probes = SWEEP_NPROBE if sweep else (nprobe // 2, nprobe * 2)
@@ -153,8 +164,8 @@ def bench_size(n: int, dim: int, nq: int, hnsw: bool, sweep: bool, tmp: Path) ->
                     run(alt, [f"nprobe={p},{rest}" for p in SWEEP_NPROBE])
     else:
         rows[0]["chosen"] = True
-    if hnsw:
-        run("HNSW32,Flat", ["efSearch=64", "efSearch=128"])
+    for hkey in hnsw:
+        run(hkey, [f"efSearch={ef}" for ef in HNSW_EF])
     if chosen is not None:
         rows.append(mmap_row(chosen, tmp / f"chosen-{n}.faiss", queries, truth, key, params, n))
         del chosen
@@ -189,6 +200,117 @@ def mmap_row(vi, path: Path, queries, truth, key: str, params: str, n: int) -> d
         "rss_on_load_mb": results[False][0],
         "rss_on_load_mmap_mb": results[True][0],
     }
+
+
+def rss_breakdown_mb() -> dict:
+    """Resident memory of this process: total, anonymous (heap) and file-backed (mmapped)."""
+    out = {}
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            for field, name in (("VmRSS:", "rss"), ("RssAnon:", "anon"), ("RssFile:", "file")):
+                if line.startswith(field):
+                    out[name] = int(line.split()[1]) / 1024
+    return out
+
+
+def bench_on_disk(n: int, dim: int, nq: int, tmp: Path, step: int = 200_000) -> list[dict]:
+    """`--mmap`: an index too large to build comfortably from one array in memory. The same
+    clustered data as `make_data`, generated chunk by chunk straight into the automatic index
+    (trained on the first 100k vectors), exact top-10 of the queries kept chunk by chunk as it
+    goes (the ground truth, no second pass), written to disk, then opened memory-mapped (what
+    `Index.open(path, mmap=True)` does) and searched."""
+    import gc
+
+    import faiss
+
+    from lookalike.index.vectors import VectorIndex, choose_index_key
+
+    rng = np.random.default_rng(12345)
+    centres = rng.standard_normal((max(10, n // 100), dim), dtype=np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    queries = clustered(nq, dim, 999_999, centres)
+    key, params = choose_index_key(n, dim)
+    vi = VectorIndex(key, dim, params)
+    best_s = np.full((nq, 10), -np.inf, np.float32)
+    best_i = np.full((nq, 10), -1, np.int64)
+    index_s = gen_s = exact_s = 0.0
+    peak_rss = 0.0
+    for i in range(0, n, step):
+        t = time.perf_counter()
+        chunk = clustered(min(step, n - i), dim, i + 1, centres)
+        gen_s += time.perf_counter() - t
+        t = time.perf_counter()
+        if i == 0:
+            vi.train(chunk[:100_000])
+        vi.add(np.arange(i, i + len(chunk), dtype=np.int64), chunk)
+        index_s += time.perf_counter() - t
+        t = time.perf_counter()
+        s, j = faiss.knn(queries, chunk, 10, faiss.METRIC_INNER_PRODUCT)
+        s = np.concatenate([best_s, s], axis=1)
+        j = np.concatenate([best_i, j + i], axis=1)
+        top = np.argsort(-s, axis=1)[:, :10]
+        best_s, best_i = np.take_along_axis(s, top, 1), np.take_along_axis(j, top, 1)
+        exact_s += time.perf_counter() - t
+        peak_rss = max(peak_rss, rss_mb())
+        if (i // step) % 10 == 9:
+            print(
+                f"  {i + len(chunk):,} added, index {index_s:.0f} s, rss {rss_mb():.0f} MB",
+                file=sys.stderr,
+            )
+    path = tmp / f"ondisk-{n}.faiss"
+    t = time.perf_counter()
+    vi.save(path)
+    write_s = time.perf_counter() - t
+    size = path.stat().st_size
+    del vi
+    gc.collect()
+    print(
+        f"n={n}: built in {index_s:.0f} s (+{gen_s:.0f} s data, {exact_s:.0f} s exact), "
+        f"written in {write_s:.0f} s, {size / 1e9:.2f} GB",
+        file=sys.stderr,
+    )
+    before = rss_breakdown_mb()
+    t = time.perf_counter()
+    loaded = VectorIndex.load(path, key, dim, params, mmap=True)
+    open_s = time.perf_counter() - t
+    after_open = rss_breakdown_mb()
+    rows = []
+    for p in (
+        params,
+        params.replace(f"nprobe={params.split('nprobe=')[1].split(',')[0]}", "nprobe=384"),
+    ):
+        loaded.params = p
+        loaded._apply_params()
+        r = time_queries(loaded, queries, 10, nq)
+        after = rss_breakdown_mb()
+        rows.append(
+            {
+                "n": n,
+                "key": key + " (on disk, mmap)",
+                "params": p,
+                "chosen": p == params,
+                "build_s": index_s,
+                "data_gen_s": gen_s,
+                "exact_gt_s": exact_s,
+                "write_s": write_s,
+                "open_mmap_s": open_s,
+                "file_bytes": size,
+                "bytes_per_vector": size / n,
+                "build_peak_rss_mb": peak_rss,
+                "rss_before_open_mb": before,
+                "rss_after_open_mb": after_open,
+                "rss_after_search_mb": after,
+                "queries": nq,
+                "p50_ms": r["p50_ms"],
+                "p99_ms": r["p99_ms"],
+                "batch_qps": r["batch_qps"],
+                "recall10": recall_at(r["ids"], best_i),
+            }
+        )
+        print(rows[-1], file=sys.stderr)
+    del loaded
+    path.unlink()
+    return rows
 
 
 def wrapper_overhead(n: int, dim: int, tmp: Path) -> dict:
@@ -250,11 +372,31 @@ def main() -> None:
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--queries", type=int, default=500)
-    parser.add_argument("--hnsw", action="store_true", help="also HNSW32 (slow to build)")
+    parser.add_argument(
+        "--hnsw",
+        nargs="?",
+        const="HNSW32,Flat",
+        default="",
+        help="also these HNSW factory strings, ';'-separated (default HNSW32,Flat; slow to "
+        f"build), each at efSearch {HNSW_EF}",
+    )
+    parser.add_argument(
+        "--hnsw-only",
+        action="store_true",
+        help="exact search (for the ground truth) and the --hnsw indexes only; their rows "
+        "replace the HNSW rows of the existing JSON, the other rows are kept",
+    )
     parser.add_argument(
         "--sweep",
         action="store_true",
         help=f"above exact search: nprobe {SWEEP_NPROBE} for the chosen and the other nlist",
+    )
+    parser.add_argument(
+        "--mmap",
+        action="store_true",
+        help="on-disk mode (e.g. --sizes 10000000 --queries 200): data generated in chunks "
+        "straight into the automatic index, written to disk, searched memory-mapped; its rows "
+        "are added to the existing JSON (replacing earlier on-disk rows)",
     )
     parser.add_argument(
         "--wrapper-n", default="100000,1000000", help="sizes for the wrapper overhead ('' = none)"
@@ -263,10 +405,18 @@ def main() -> None:
     import faiss
 
     print(f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads", file=sys.stderr)
+    hnsw = [k for k in args.hnsw.split(";") if k]
+    if args.hnsw_only and not hnsw:
+        parser.error("--hnsw-only needs --hnsw")
     rows = []
     with tempfile.TemporaryDirectory(prefix="lk-search-") as tmp:
         for n in (int(s) for s in args.sizes.split(",") if s):
-            rows.extend(bench_size(n, args.dim, args.queries, args.hnsw, args.sweep, Path(tmp)))
+            if args.mmap:
+                rows.extend(bench_on_disk(n, args.dim, args.queries, Path(tmp)))
+                continue
+            rows.extend(
+                bench_size(n, args.dim, args.queries, hnsw, args.sweep, Path(tmp), args.hnsw_only)
+            )
         wrapper = [
             wrapper_overhead(int(w), args.dim, Path(tmp)) for w in args.wrapper_n.split(",") if w
         ]
@@ -313,6 +463,22 @@ def main() -> None:
     if not rows and path.exists():  # `--sizes ''`: wrapper only, the size rows are kept
         kept = json.loads(path.read_text())
         out = {**kept, "wrapper": wrapper, "wrapper_command": out["command"]}
+    elif args.mmap and path.exists():  # on-disk rows replace the old on-disk rows only
+        kept = json.loads(path.read_text())
+        old = [r for r in kept["rows"] if "on disk" not in r["key"]]
+        out = {**kept, "rows": old + rows, "ondisk_command": out["command"]}
+    elif args.hnsw_only and path.exists():  # HNSW rows replace the old HNSW rows only
+        kept = json.loads(path.read_text())
+        old = [r for r in kept["rows"] if not r["key"].startswith("HNSW")]
+        new = [r for r in rows if r["key"].startswith("HNSW")]
+        out = {
+            **kept,
+            "rows": old + new,
+            "hnsw_command": out["command"],
+            "hnsw_peak_rss_mb": out["peak_rss_mb"],
+        }
+        if wrapper:
+            out["wrapper"] = wrapper
     path.write_text(json.dumps(out, indent=2) + "\n")
 
 
