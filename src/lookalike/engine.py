@@ -488,8 +488,11 @@ class Index:
             if stale:
                 self._vectors = self._build_vectors(key, params) if n or self.search_dim else None
                 self._vectors_generation = generation
+            retuned = self._vectors is not None and self._vectors.params != params
+            if retuned:
+                self._vectors.set_params(params)  # same index, search knobs for the new size
             if self.writable and self._vectors is not None:
-                if stale or self._manifest.index_generation != generation:
+                if stale or retuned or self._manifest.index_generation != generation:
                     self._vectors.save(self.path / VECTORS_NAME)
                     self._manifest.index_key = key
                     self._manifest.index_params = params

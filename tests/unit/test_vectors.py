@@ -140,3 +140,18 @@ def test_single_query_search_leaves_the_thread_count_as_it_was():
     assert faiss.omp_get_max_threads() == before
     _, many = vi.search(x[:4], 3)
     assert list(many[:, 0]) == [0, 1, 2, 3]
+
+
+def test_nprobe_grows_past_a_million_and_an_index_retunes_in_place():
+    def nprobe(n: int) -> int:
+        params = dict(p.split("=") for p in choose_index_key(n, 256)[1].split(","))
+        return int(params["nprobe"])
+
+    assert nprobe(500_000) == nprobe(1_000_000) == 192
+    assert 192 < nprobe(4_000_000) < nprobe(10_000_000) <= 2048
+    assert choose_index_key(4_000_000, 256)[0] == choose_index_key(10_000_000, 256)[0]
+    index = VectorIndex("IVF16,Flat", 8, "nprobe=2")
+    index.set_params("nprobe=5")
+    import faiss
+
+    assert faiss.extract_index_ivf(index.faiss_index).nprobe == 5

@@ -29,6 +29,10 @@ EXACT_SEARCH_MAX = 100_000
 MAX_NLIST = 2048
 NPROBE = 192
 K_FACTOR_RF = 8
+# Past 1M vectors the lists stay at MAX_NLIST and grow longer, so a fixed nprobe loses recall
+# (10M, nprobe 192: 0.818). nprobe grows with sqrt(N / 1M) from there (10M: 607; measured in
+# BENCHMARKS.md, "Search at scale": nprobe 384 gives 0.921, 768 gives 0.981).
+NPROBE_REFERENCE_N = 1_000_000
 
 
 def choose_index_key(n: int, dim: int) -> tuple[str, str]:
@@ -37,7 +41,8 @@ def choose_index_key(n: int, dim: int) -> tuple[str, str]:
         return "Flat", ""
     nlist = min(MAX_NLIST, 1 << int(round(math.log2(2 * math.sqrt(n)))))
     m = _pq_subquantizers(dim)
-    return f"IVF{nlist},PQ{m}x4fs,RFlat", f"nprobe={NPROBE},k_factor_rf={K_FACTOR_RF}"
+    nprobe = min(nlist, round(NPROBE * math.sqrt(max(1.0, n / NPROBE_REFERENCE_N))))
+    return f"IVF{nlist},PQ{m}x4fs,RFlat", f"nprobe={nprobe},k_factor_rf={K_FACTOR_RF}"
 
 
 def _pq_subquantizers(dim: int) -> int:
@@ -100,6 +105,11 @@ class VectorIndex:
                 f"invalid FAISS search parameters {self.params!r} for {self.key!r}: "
                 f"{_first_line(exc)}"
             ) from exc
+
+    def set_params(self, params: str) -> None:
+        """Change the search-time parameters (e.g. a larger nprobe as the collection grows)."""
+        self.params = params
+        self._apply_params()
 
     @property
     def ntotal(self) -> int:
