@@ -193,9 +193,7 @@ class VectorIndex:
 
         # IO_FLAG_MMAP maps inverted lists, IO_FLAG_MMAP_IFC flat code arrays (Flat, the RFlat
         # re-ranking vectors): neither is copied into memory; a mapped index is read-only.
-        flags = (
-            faiss.IO_FLAG_MMAP | faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY if mmap else 0
-        )
+        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY if mmap else 0
         try:
             index = faiss.read_index(str(path), flags)
         except RuntimeError as exc:
