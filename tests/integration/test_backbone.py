@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import torch
@@ -29,16 +27,9 @@ ESPRESSO = 967
 
 
 @pytest.fixture(scope="session")
-def cache(tmp_path_factory):
-    """A private cache directory for the whole session (LOOKALIKE_CACHE_DIR)."""
-    path = tmp_path_factory.mktemp("cache")
-    old = os.environ.get("LOOKALIKE_CACHE_DIR")
-    os.environ["LOOKALIKE_CACHE_DIR"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("LOOKALIKE_CACHE_DIR", None)
-    else:
-        os.environ["LOOKALIKE_CACHE_DIR"] = old
+def cache(lookalike_cache):
+    """The session's private LOOKALIKE_CACHE_DIR (tests/conftest.py): the export is shared."""
+    return lookalike_cache
 
 
 @pytest.fixture(scope="session")
