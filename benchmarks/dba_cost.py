@@ -41,7 +41,7 @@ def rebuild_seconds(n: int, dba: str | None, x: np.ndarray) -> float:
         with Index.create(Path(tmp) / "idx", settings) as idx:
             paths = [f"/synthetic/{i}.jpg" for i in range(n)]
             idx.add_vectors(paths, x, refresh=False)
-            idx._vectors = None  # force the rebuild refresh() does after a change
+            idx.derived.drop()  # force the rebuild refresh() does after a change
             start = time.perf_counter()
             idx.refresh()
             return time.perf_counter() - start

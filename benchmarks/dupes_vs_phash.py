@@ -142,7 +142,7 @@ def quality(workdir: Path) -> dict:
         pos_ids = sorted(id_to_pos, key=id_to_pos.get)
         got, raw = idx.catalog.descriptors(pos_ids)
         vecs = np.empty((n, idx.search_dim), dtype=np.float32)
-        vecs[[id_to_pos[int(i)] for i in got]] = idx._transform(raw)
+        vecs[[id_to_pos[int(i)] for i in got]] = idx.transform(raw)
         sims = (vecs @ vecs.T)[iu]  # evaluation only: the finder itself never builds this
         t0 = time.perf_counter()
         found = find_duplicates(idx)

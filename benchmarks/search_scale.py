@@ -339,7 +339,7 @@ def wrapper_overhead(n: int, dim: int, tmp: Path) -> dict:
             )
         idx.refresh()
     with Index.open(path) as idx:
-        raw = idx._ensure_vectors().faiss_index
+        raw = idx.vector_index().faiss_index
         key, params = idx.manifest.index_key, idx.manifest.index_params  # the automatic choice
         idx.search_vector(queries[0], 10)
         threads = faiss.omp_get_max_threads()

@@ -121,7 +121,7 @@ def find_duplicates(
     groups: list[DuplicateGroup] = []
     exact_sets: set[frozenset[int]] = set()
     if exact:
-        with index._mutex:
+        with index.lock:
             hash_groups = list(catalog.hash_groups())
         for g in hash_groups:
             exact_sets.add(frozenset(r.id for r in g))
@@ -146,7 +146,7 @@ def _near_groups(
     exact_sets: set[frozenset[int]],
     progress: Callable[[int, int], None] | None,
 ) -> list[DuplicateGroup]:
-    vectors = index._ensure_vectors()
+    vectors = index.vector_index()
     if vectors is None:
         return []
     catalog = index.catalog
@@ -155,7 +155,7 @@ def _near_groups(
     best: dict[int, float] = {}
     done = 0
     for ids, raw in catalog.iter_descriptors(BATCH):
-        scores, neighbours = vectors.search(index._transform(raw), k + 1)
+        scores, neighbours = vectors.search(index.transform(raw), k + 1)
         for a, b, s in near_pairs(ids, scores, neighbours, threshold):
             uf.union(a, b)
             best[a] = max(best.get(a, -1.0), s)
@@ -165,7 +165,7 @@ def _near_groups(
             progress(done, total)
     out = []
     components = [g for g in uf.groups() if frozenset(g) not in exact_sets]
-    with index._mutex:
+    with index.lock:
         records = catalog.get_many(i for g in components for i in g)
     for g in components:
         g = [i for i in g if i in records]

@@ -33,7 +33,7 @@ def _paths(start: int, stop: int) -> list[str]:
 
 def _stored(idx: Index) -> tuple[np.ndarray, np.ndarray]:
     """(ids, vectors) as they sit in the FAISS index, in id order."""
-    vectors = idx._ensure_vectors()
+    vectors = idx.vector_index()
     inner = faiss.downcast_index(vectors.faiss_index.index)
     if hasattr(inner, "make_direct_map"):  # an inverted file reconstructs through one
         inner.make_direct_map()

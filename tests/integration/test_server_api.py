@@ -292,7 +292,7 @@ def test_busy_cnn_answers_503_with_retry_after(collection) -> None:
         state = c.app.state.lookalike
         results: list = []
         # Hold the index's lock so the one CNN slot stays taken by the first request.
-        with state.index._mutex:
+        with state.index.lock:
             first = threading.Thread(target=lambda: results.append(upload(c, data)))
             first.start()
             deadline = time.monotonic() + 30
