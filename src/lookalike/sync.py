@@ -45,6 +45,7 @@ class SyncReport:
     skipped: list[Skipped] = field(default_factory=list)
     count: int = 0
     seconds: float = 0.0
+    embed_seconds: float = 0.0  # the embedding phase alone (decode + CNN), model loading excluded
 
     @property
     def embedded(self) -> int:
@@ -52,7 +53,8 @@ class SyncReport:
 
     @property
     def images_per_second(self) -> float:
-        return self.embedded / self.seconds if self.seconds > 0 else 0.0
+        """Embedding speed: images embedded per second of the embedding phase."""
+        return self.embedded / self.embed_seconds if self.embed_seconds > 0 else 0.0
 
     def to_dict(self) -> dict:
         return {
@@ -63,17 +65,23 @@ class SyncReport:
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
             "count": self.count,
             "seconds": round(self.seconds, 3),
+            "embed_seconds": round(self.embed_seconds, 3),
             "images_per_second": round(self.images_per_second, 2),
         }
 
 
 @dataclass(frozen=True, slots=True)
 class SyncProgress:
-    """Passed to a sync's progress callback after each file."""
+    """Passed to a sync's progress callback when a phase starts and after each embedded file.
+    `phase` is one of SYNC_PHASES; `done`/`total` count files in the "embedding" phase."""
 
     done: int
     total: int
     path: str
+    phase: str = "embedding"
+
+
+SYNC_PHASES = ("listing", "loading model", "embedding", "training whitening", "building index")
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +186,8 @@ class Writer:
         store.require_writable()
         start = time.perf_counter()
         roots = [_resolve_dir(d) for d in dirs]
+        phase = _phase_reporter(progress)
+        phase("listing")
         with store.lock:
             known = store.catalog.file_states()
             skipped = list(store.catalog.skipped_states())
@@ -194,7 +204,13 @@ class Writer:
 
         total = len(plan.todo)
         batch = _Batch()
-        results = extract_files([t.path for t in plan.todo], self._extractor())
+        extractor = self._extractor()
+        if total:
+            phase("loading model")
+            _ = extractor.backbone
+        phase("embedding", total)
+        embed_start = time.perf_counter()
+        results = extract_files([t.path for t in plan.todo], extractor)
         for done, (item, todo) in enumerate(zip(results, plan.todo, strict=True), 1):
             if isinstance(item, ImageError):
                 skip = Skipped(todo.path, item.reason)
@@ -209,14 +225,22 @@ class Writer:
                     report.updated += 1
                     batch.replaced.append(todo.replaces)
             if progress is not None:
-                progress(SyncProgress(done, total, todo.path))
+                progress(SyncProgress(done, total, todo.path, "embedding"))
             if len(batch) >= batch_size:
                 self.commit(batch.items, batch.features, batch.replaced, batch.skipped, on_features)
                 batch = _Batch()
         self.commit(batch.items, batch.features, batch.replaced, batch.skipped, on_features)
-        self.derived.refresh()
+        report.embed_seconds = time.perf_counter() - embed_start if total else 0.0
+        phase("building index", total)
+        self.derived.on_phase = phase  # whitening training, when it happens, is its own phase
+        try:
+            self.derived.refresh()
+        finally:
+            self.derived.on_phase = None
         with store.lock:
             report.count = store.catalog.count()
+            # the folders syncs cover and when the last one ended (the server's status panel)
+            store.catalog.record_sync([str(r) for r in roots], time.time())
         report.seconds = time.perf_counter() - start
         return report
 
@@ -319,6 +343,14 @@ def new_image(item: Extracted) -> NewImage:
         item.features.descriptor,
         top_classes(item.features.logits),
     )
+
+
+def _phase_reporter(progress: Callable[[SyncProgress], None] | None) -> Callable[..., None]:
+    def phase(name: str, total: int = 0) -> None:
+        if progress is not None:
+            progress(SyncProgress(0, total, "", name))
+
+    return phase
 
 
 def _resolve_dir(d: str | Path) -> Path:

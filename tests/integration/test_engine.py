@@ -269,7 +269,7 @@ def test_bad_files_are_skipped_with_reasons_and_nothing_is_lost(tmp_path, photo_
 
     def progress(p):
         seen.append(p)
-        if victim.exists():
+        if p.done and victim.exists():  # the first embedded file (phase starts have done=0)
             victim.unlink()
 
     try:
@@ -288,7 +288,11 @@ def test_bad_files_are_skipped_with_reasons_and_nothing_is_lost(tmp_path, photo_
     assert skipped == reported  # recorded in the catalog too
     assert info["skipped"] == len(expected)
     assert report.added == extras + 1 and report.count == len(LAYOUT) + extras + 1
-    assert seen[-1].done == seen[-1].total == extras + 1 + len(expected)
+    embedded = [p for p in seen if p.phase == "embedding"]
+    assert embedded[-1].done == embedded[-1].total == extras + 1 + len(expected)
+    phases = [p.phase for p in seen if not p.done]  # each phase's start, in order
+    assert phases[:3] == ["listing", "loading model", "embedding"], phases
+    assert phases[-1] == "building index", phases
     after = _descriptors(path)
     for p, value in good.items():
         assert after[p] == value  # nothing already indexed was lost or changed

@@ -516,3 +516,48 @@ class Catalog:
         if out is None:
             return np.zeros((0, 0), dtype=np.float32)
         return out[:pos]
+
+    # -- browsing and sync bookkeeping (the server's /api/images, /api/folders, /api/status) --
+
+    def record_sync(self, roots: Sequence[str], when: float) -> None:
+        """Remember the folders a sync covered (added to the ones before) and when it ended."""
+        import json
+
+        with self._transaction():
+            known = self.sync_state()[0]
+            merged = sorted(set(known) | {str(r) for r in roots})
+            self._set_meta("roots", json.dumps(merged))
+            self._set_meta("last_sync", repr(float(when)))
+
+    def sync_state(self) -> tuple[list[str], float | None]:
+        """(the folders syncs have covered, the time the last one ended or None)."""
+        import json
+
+        roots = self._get_meta("roots")
+        last = self._get_meta("last_sync")
+        return (json.loads(roots) if roots else []), (float(last) if last else None)
+
+    def page(self, offset: int, limit: int, folder: str | None = None) -> list[ImageRecord]:
+        """Images ordered by path, `limit` from `offset`; with `folder`, only those under it."""
+        where, params = _under_folder(folder)
+        rows = self._db.execute(
+            f"SELECT {_RECORD_COLUMNS} FROM images {where} ORDER BY path LIMIT ? OFFSET ?",
+            [*params, int(limit), int(offset)],
+        ).fetchall()
+        return [ImageRecord(*row) for row in rows]
+
+    def count_under(self, folder: str | None = None) -> int:
+        where, params = _under_folder(folder)
+        return int(self._db.execute(f"SELECT COUNT(*) FROM images {where}", params).fetchone()[0])
+
+    def iter_paths(self) -> Iterator[str]:
+        for (path,) in self._db.execute("SELECT path FROM images"):
+            yield path
+
+
+def _under_folder(folder: str | None) -> tuple[str, list[str]]:
+    """A WHERE clause for paths below `folder`, as a range on the path index ('0' follows '/')."""
+    if not folder:
+        return "", []
+    prefix = folder.rstrip("/\\") + "/"
+    return "WHERE path >= ? AND path < ?", [prefix, prefix[:-1] + "0"]

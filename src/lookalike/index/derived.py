@@ -16,7 +16,7 @@ stale or corrupt vectors.faiss is therefore never an error, only a rebuild.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -49,6 +49,8 @@ class Derived:
         self._whitening_loaded = False
         self._vectors: VectorIndex | None = None
         self._generation = -1
+        # A running sync's phase reporter (lookalike.sync): told when whitening is trained.
+        self.on_phase: Callable[..., None] | None = None
 
     # -- search space ------------------------------------------------------------------------
 
@@ -202,6 +204,8 @@ class Derived:
             return False
         if current is not None and n < WHITENING_RETRAIN_GROWTH * current.trained_on:
             return False
+        if self.on_phase is not None:
+            self.on_phase("training whitening")
         # normalized in place: at 100k x 1280 every copy of the sample is 0.5 GB
         sample = store.catalog.sample_descriptors(TRAIN_SAMPLE)
         sample /= np.sqrt(np.einsum("ij,ij->i", sample, sample))[:, None] + 1e-6
@@ -213,6 +217,8 @@ class Derived:
         manifest.whitening = state
         store.save_manifest()
         log.info("trained whitening %d -> %d on %d images", dim, out_dim, len(sample))
+        if self.on_phase is not None:
+            self.on_phase("building index")
         return True
 
     # -- keeping the in-memory index current between refreshes -------------------------------

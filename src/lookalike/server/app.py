@@ -91,9 +91,11 @@ def create_app(index_path: str | Path, settings: ServerSettings | None = None) -
     )
     install_handlers(app)
 
+    from lookalike.server import browse
     from lookalike.server.routes import router
 
     app.include_router(router)
+    app.include_router(browse.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/", include_in_schema=False)

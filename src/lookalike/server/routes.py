@@ -267,7 +267,11 @@ async def _text_search(state: ServerState, text: str, k: int | None, started: fl
         hits = await state.gate.run(state.index.search_text, text, k)
     except ConfigError as exc:  # e.g. only stop words ("the photo")
         raise ApiError(422, f"text: {exc}") from None
-    return _hits_json(state, hits, started, {"text": text})
+    from lookalike.server.explain import explain_text
+
+    out = _hits_json(state, hits, started, {"text": text})
+    out.update(await state.gate.run(explain_text, state.index, text, hits))  # matched, reason
+    return out
 
 
 @router.get("/search/text")
