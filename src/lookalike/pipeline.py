@@ -25,6 +25,7 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import re
 import select
 import signal
 import sys
@@ -204,13 +205,26 @@ def _context() -> multiprocessing.context.BaseContext:
 
 
 def _main_is_importable() -> bool:
-    """Worker processes re-import the main script (spawn/forkserver semantics); that fails when
-    it is not a file (`python - < script`), so such callers decode in threads instead."""
+    """Whether worker processes may start. They re-import the main module (spawn/forkserver
+    semantics): that fails when it is not a file (`python - < script`), and it re-runs a plain
+    script that has no `if __name__ == "__main__":` guard (which would index again in every
+    worker, and fail on the index's lock). Such callers decode in threads instead: the same
+    results, and Pillow releases the GIL while it decodes, so decoding still overlaps the CNN."""
     main = sys.modules.get("__main__")
     if main is None or getattr(main, "__spec__", None) is not None:
         return True
     main_path = getattr(main, "__file__", None)
-    return main_path is None or os.path.isfile(main_path)
+    if main_path is None:
+        return True  # an interactive session: nothing is re-run
+    try:
+        with open(main_path, encoding="utf-8", errors="replace") as fh:
+            source = fh.read(1 << 20)
+    except OSError:
+        return False
+    return _MAIN_GUARD.search(source) is not None
+
+
+_MAIN_GUARD = re.compile(r"^if\s+__name__\s*==\s*['\"]__main__['\"]\s*:", re.MULTILINE)
 
 
 class _Decoder:

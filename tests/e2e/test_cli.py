@@ -9,6 +9,7 @@ import pty
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -76,10 +77,13 @@ def test_reindex_text_summary_and_nothing_recomputed(cli_index, tmp_path):
     out = proc.stdout
     for word in ("added 0", "updated 0", "removed 0", "skipped 2", f"{len(LAYOUT)} images"):
         assert word in out, out
-    assert "images/s" in out and " s " in out
+    assert "images/s" not in out  # nothing was embedded: no speed to report
     assert f"skipped {folder / 'empty.jpg'}: empty file" in out
     assert "broken.jpg: truncated" in out
-    assert "indexing" not in proc.stderr  # no progress bar when stderr is not a terminal
+    # Not a terminal: plain lines naming the phases, no bar (no terminal control codes).
+    assert "lookalike index: listing files" in proc.stderr
+    assert "lookalike index: building index" in proc.stderr
+    assert "\x1b[" not in proc.stderr
 
 
 def test_progress_bar_on_a_terminal(tmp_path, photo_folder):
@@ -115,9 +119,56 @@ def test_progress_bar_on_a_terminal(tmp_path, photo_folder):
     os.close(master)
     terminal = b"".join(chunks).decode("utf-8", "replace")
     assert proc.returncode == 0, terminal
-    assert "indexing" in terminal, terminal
+    assert "embedding" in terminal, terminal  # the phase, as the bar's description
     assert f"/{len(LAYOUT)}" in terminal  # "n/16" of the MofN column
+    assert "images/s" in terminal
+    assert "lookalike index:" not in terminal  # the plain lines are for pipes only
     assert f"added {len(LAYOUT)}" in out
+    assert "images/s" in out
+
+
+def test_progress_lines_when_piped(tmp_path, photo_folder):
+    """A log or a pipe gets one line per phase and periodic embedding lines (every second here;
+    LOOKALIKE_PROGRESS_SECONDS sets the period, 10 s by default)."""
+    proc = run_cli(
+        "index",
+        photo_folder,
+        "--index",
+        tmp_path / "idx",
+        "--max-side",
+        MAX_SIDE,
+        env={"LOOKALIKE_PROGRESS_SECONDS": "0"},
+    )
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("lookalike index: ")]
+    phases = [line.removeprefix("lookalike index: ") for line in lines]
+    assert phases[0] == "listing files", lines
+    assert phases[1] == "loading model", lines
+    assert phases[2] == f"embedding {len(LAYOUT)} new or changed files", lines
+    progress = [p for p in phases if p.startswith("embedding ") and "/" in p]
+    assert len(progress) == len(LAYOUT)  # period 0: a line per image
+    assert progress[-1].startswith(f"embedding {len(LAYOUT)}/{len(LAYOUT)} (100 %), ")
+    assert "about" in progress[0] and "left" in progress[0]
+    assert phases[-1] == "building index", lines
+    assert "\x1b[" not in proc.stderr
+
+
+def test_images_per_second_counts_the_embedding_only(cli_index, tmp_path, photos):
+    """A one-file update reported 0.11 images/s when the speed was taken over the whole run
+    (listing, hashing, model loading, index building); now it is the embedding's own speed."""
+    index, folder, _ = cli_index
+    copy = tmp_path / "idx"
+    shutil.copytree(index, copy)
+    photos["gravel"].rotate(90).save(folder / "nested" / "gravel.jpg", quality=90)
+    try:
+        proc = run_cli("index", folder, "--index", copy, "--json")
+    finally:
+        photos["gravel"].save(folder / "nested" / "gravel.jpg", quality=92)
+    summary = json.loads(proc.stdout)
+    assert summary["updated"] == 1 and summary["added"] == 0
+    assert 0 < summary["embed_seconds"] < summary["seconds"]
+    assert summary["images_per_second"] == pytest.approx(1 / summary["embed_seconds"], rel=0.02)
+    # the whole run (loading the model above all) takes several times the one image's embedding
+    assert summary["images_per_second"] > 3 / summary["seconds"], summary
 
 
 def test_search_json_by_file_and_id(cli_index, photos, tmp_path):
@@ -187,11 +238,85 @@ def test_help_documents_the_options():
         "--descriptor",
         "--index-key",
         "LOOKALIKE_INDEX",
+        "[default: lite0]",  # once swallowed as rich markup
+        "[default: 480]",
+        "[default: gem:p=3]",
+        "[default: 32]",
+        "Usage: lookalike index [OPTIONS] FOLDER...",
     ):
         assert opt in out, opt
+    # A paragraph of the docstring stays one paragraph (no line broken mid-sentence).
+    assert "an existing index keeps its settings and refuses different ones" in out
     out = run_cli("search", "--help", env={"COLUMNS": "200"}).stdout
-    for opt in ("--min-score", "-k", "id:N", "--json"):
+    for opt in ("--min-score", "-k", "id:N", "--json", "[default: 10]", "QUERY"):
         assert opt in out, opt
+
+
+COMMANDS = ("index", "search", "info", "demo", "serve", "classify", "dupes", "eval")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_has_no_typing_noise_and_no_repository_paths(command):
+    out = run_cli(command, "--help", env={"COLUMNS": "120"}).stdout
+    assert "Usage: lookalike" in out
+    for noise in ("<bool>", "<str>", "<int>", "<path>", "<list", "--k "):
+        assert noise not in out, (noise, out)
+    usage = next(line for line in out.splitlines() if "Usage: lookalike" in line)
+    assert "{" not in usage, usage  # typer's "{dirs}..." for a required argument
+    # a pip user has the package, not the repository's files
+    for repo_file in (".md", "benchmarks/", "docs/", "tests/", "scripts/"):
+        assert repo_file not in out, (repo_file, out)
+
+
+def test_serve_port_0_prints_the_real_port(cli_index):
+    import httpx
+
+    index, _, _ = cli_index
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lookalike", "serve", "--index", str(index), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("lookalike: serving "), line
+        url = line.split(" on ", 1)[1].split()[0]
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        assert port != 0
+        response = None
+        for _ in range(600):
+            try:
+                response = httpx.get(f"{url}api/health", timeout=2)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert response is not None and response.status_code == 200
+        assert response.json()["images"] == len(LAYOUT)
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def test_a_script_without_a_main_guard_works(tmp_path, photo_folder):
+    """The Python API in a plain script, no `if __name__ == "__main__":` (worker processes
+    used to re-run such a script, which then failed on the index's lock)."""
+    script = tmp_path / "index_my_photos.py"
+    script.write_text(
+        "from lookalike.engine import Index\n"
+        f"idx = Index.open_or_create({str(tmp_path / 'idx')!r})\n"
+        f"report = idx.sync([{str(photo_folder)!r}])\n"
+        "print('indexed', report.added, len(idx))\n"
+        "print('first hit', idx.search_id(1, 1)[0].id)\n"
+        "idx.close()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "Locked" not in proc.stderr, proc.stderr
+    assert proc.stdout.count("indexed") == 1, proc.stdout  # the script ran once
+    assert f"indexed {len(LAYOUT)} {len(LAYOUT)}" in proc.stdout
 
 
 # -- errors ----------------------------------------------------------------------------------

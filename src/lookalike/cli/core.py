@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -116,55 +115,39 @@ def index_cmd(
             raise
     else:
         idx = Index.create(index, validate_settings(**given))
+    from lookalike.cli.progress import sync_progress
+
     with idx:
-        progress_cb, finish = _progress(as_json)
+        view = sync_progress(as_json)
         try:
-            report = idx.sync(dirs, progress=progress_cb, batch_size=batch_size)
+            report = idx.sync(dirs, progress=view, batch_size=batch_size)
         except KeyboardInterrupt:
-            finish()
+            if view is not None:
+                view.close()
             typer.echo(
                 f"interrupted: {len(idx)} images are safely in {idx.path}; "
                 "run the same command again to resume",
                 err=True,
             )
             raise typer.Exit(130) from None
-        finish()
+        if view is not None:
+            view.close()
     if as_json:
         typer.echo(json.dumps(report.to_dict()))
         return
     d = report.to_dict()
+    speed = (
+        f", embedding {report.embedded} at {d['images_per_second']:.1f} images/s"
+        if report.embedded
+        else ""
+    )
     typer.echo(
         f"added {d['added']}, updated {d['updated']}, removed {d['removed']}, "
         f"unchanged {d['unchanged']}, skipped {len(report.skipped)}; "
-        f"{d['count']} images in the index; {d['seconds']:.1f} s "
-        f"({d['images_per_second']:.1f} images/s)"
+        f"{d['count']} images in the index; {d['seconds']:.1f} s{speed}"
     )
     for s in report.skipped:
         typer.echo(f"  skipped {s.path}: {s.reason}")
-
-
-def _progress(quiet: bool):
-    """A rich progress bar on a terminal; nothing otherwise."""
-    if quiet or not sys.stderr.isatty():
-        return None, lambda: None
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    bar = Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
-    bar.start()
-    task = bar.add_task("indexing", total=None)
-
-    def update(p) -> None:
-        bar.update(task, total=p.total, completed=p.done)
-
-    return update, bar.stop
 
 
 @app.command("search")
@@ -174,7 +157,7 @@ def search_cmd(
         str | None,
         typer.Argument(help="An image file, or id:N for an indexed image (or use --text)."),
     ] = None,
-    k: Annotated[int, typer.Option("-k", "--k", help="Number of results.", min=1)] = 10,
+    k: Annotated[int, typer.Option("-k", help="Number of results.", min=1)] = 10,
     text: Annotated[
         str | None,
         typer.Option(

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from lookalike.cli import IndexOpt, app
+from lookalike.errors import ConfigError
 
 
 @app.command("serve")
@@ -19,7 +20,12 @@ def serve_cmd(
             help="Address to bind. Anything but loopback needs --token.",
         ),
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(envvar="LOOKALIKE_PORT", help="TCP port.")] = 8000,
+    port: Annotated[
+        int,
+        typer.Option(
+            envvar="LOOKALIKE_PORT", help="TCP port; 0 picks a free one (the one used is printed)."
+        ),
+    ] = 8000,
     writable: Annotated[
         bool,
         typer.Option(
@@ -68,5 +74,15 @@ def serve_cmd(
         cnn_queue=cnn_queue,
     )
     application = create_app(index, settings)
-    typer.echo(f"lookalike: serving {index} on http://{host}:{port}/ (API docs at /docs)")
-    uvicorn.run(application, host=host, port=port, log_level="info")
+    config = uvicorn.Config(application, host=host, port=port, log_level="info")
+    # Bind first, so the address printed is the real one (--port 0 picks a free port).
+    try:
+        sock = config.bind_socket()
+    except SystemExit:  # uvicorn exits when the address is taken; say it our way
+        raise ConfigError(f"cannot listen on {host}:{port} (address in use?)") from None
+    real_port = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    typer.echo(
+        f"lookalike: serving {index} on http://{shown}:{real_port}/ (API docs at /docs)",
+    )
+    uvicorn.Server(config).run(sockets=[sock])

@@ -17,7 +17,7 @@ CLASSIFY_SIDE = 224  # the input size the ImageNet head was trained at: best-cal
 @app.command("classify")
 def classify_cmd(
     images: Annotated[list[Path], typer.Argument(help="Image files.")],
-    k: Annotated[int, typer.Option("-k", "--k", help="Classes per image.", min=1)] = 5,
+    k: Annotated[int, typer.Option("-k", help="Classes per image.", min=1)] = 5,
     model: Annotated[str, typer.Option(help="Backbone: lite0, lite1 or lite2.")] = "lite0",
     max_side: Annotated[
         int, typer.Option(help="Resize so the longer side is this (the head was trained at 224).")
@@ -53,10 +53,10 @@ def dupes_cmd(
         float | None,
         typer.Option(
             help="Cosine similarity from which two images are near-duplicates "
-            "(measured default 0.80: higher = stricter; see BENCHMARKS.md)."
+            "(default 0.80, measured on edited copies: higher = stricter)."
         ),
     ] = None,
-    k: Annotated[int, typer.Option("-k", "--k", help="Neighbours looked at per image.", min=1)] = 8,
+    k: Annotated[int, typer.Option("-k", help="Neighbours looked at per image.", min=1)] = 8,
     exact_only: Annotated[
         bool, typer.Option("--exact-only", help="Only identical files (same content hash).")
     ] = False,
