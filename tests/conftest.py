@@ -188,3 +188,14 @@ def clustered_vectors(
     labels = rng.integers(0, clusters, size=n)
     x = centres[labels] + spread * rng.standard_normal((n, dim)).astype(np.float32)
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(lookalike_cache):
+    """A real local Ray instance with 2 CPUs, started once per session (scale-out tests).
+    Its workers inherit LOOKALIKE_CACHE_DIR, so they reuse the session's ONNX export."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 * 1024 * 1024)
+    yield ray
+    ray.shutdown()

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from lookalike.errors import ConfigError
+from lookalike.executors import Executor
 from lookalike.extract import Extractor, Features
 from lookalike.images import load_image
 from lookalike.index.catalog import Catalog, ImageRecord
@@ -170,13 +171,22 @@ class Index:
         progress: Callable[[SyncProgress], None] | None = None,
         batch_size: int = DEFAULT_BATCH,
         on_features: Callable[[int, Features], None] | None = None,
+        executor: str | Executor | None = None,
     ) -> SyncReport:
         """Bring the index in line with folders: add new images, re-embed changed ones, remove
         ones that are gone. Work is committed every `batch_size` images, so an interrupted sync
         loses at most one batch and the next one resumes.
+
+        `executor` says where decoding and the CNN run: None or "local" (this machine), "ray"
+        (a local Ray instance), "ray:ADDRESS" (a Ray cluster), or an Executor object
+        (lookalike.executors). Results come back to this process, the single writer.
         """
         return self.writer.sync(
-            dirs, progress=progress, batch_size=batch_size, on_features=on_features
+            dirs,
+            progress=progress,
+            batch_size=batch_size,
+            on_features=on_features,
+            executor=executor,
         )
 
     def add_vectors(

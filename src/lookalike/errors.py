@@ -37,3 +37,7 @@ class IndexLockedError(LookalikeError):
 
 class ConfigError(LookalikeError):
     """A setting has an invalid value (bad descriptor spec, unknown model, ...)."""
+
+
+class ExecutorError(LookalikeError):
+    """A distributed executor (Ray) could not start or its workers failed."""

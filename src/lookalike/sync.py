@@ -11,6 +11,7 @@ A sync runs in two steps:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -20,13 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from lookalike.errors import ConfigError, ImageError, IndexMismatchError
+from lookalike.executors import Executor, resolve_executor
 from lookalike.extract import Extractor, Features
 from lookalike.images import image_size, iter_image_files
 from lookalike.index.catalog import NewImage, Skipped
 from lookalike.index.derived import Derived
 from lookalike.index.store import Store
 from lookalike.labels import top_classes
-from lookalike.pipeline import Extracted, extract_files, extract_one, file_hash, os_reason
+from lookalike.pipeline import Extracted, extract_one, file_hash, os_reason
 from lookalike.pooling import l2n
 
 DEFAULT_BATCH = 32  # images per committed batch of a sync
@@ -181,7 +183,12 @@ class Writer:
         progress: Callable[[SyncProgress], None] | None = None,
         batch_size: int = DEFAULT_BATCH,
         on_features: FeaturesHook | None = None,
+        executor: str | Executor | None = None,
     ) -> SyncReport:
+        with contextlib.ExitStack() as stack:
+            return self._sync(dirs, progress, batch_size, on_features, executor, stack)
+
+    def _sync(self, dirs, progress, batch_size, on_features, executor, stack) -> SyncReport:
         store = self.store
         store.require_writable()
         start = time.perf_counter()
@@ -205,12 +212,15 @@ class Writer:
         total = len(plan.todo)
         batch = _Batch()
         extractor = self._extractor()
-        if total:
+        runner, owned = resolve_executor(executor)
+        if owned:
+            stack.callback(runner.close)
+        if total:  # nothing to embed: the model (or a Ray cluster) is not even started
             phase("loading model")
-            _ = extractor.backbone
+            runner.prepare(extractor)
         phase("embedding", total)
         embed_start = time.perf_counter()
-        results = extract_files([t.path for t in plan.todo], extractor)
+        results = runner.extract([t.path for t in plan.todo], extractor) if total else ()
         for done, (item, todo) in enumerate(zip(results, plan.todo, strict=True), 1):
             if isinstance(item, ImageError):
                 skip = Skipped(todo.path, item.reason)

@@ -80,6 +80,15 @@ def index_cmd(
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Images committed per transaction.")] = 32,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="Where decoding and the CNN run: 'local' (this machine), 'ray' (a local Ray "
+            "instance) or 'ray:ADDRESS' (a Ray cluster, e.g. 'ray:auto' on a cluster node or "
+            "'ray:ray://head:10001'). Ray workers read the files under the same paths, so every "
+            "node must see them (shared filesystem); results are written here.",
+        ),
+    ] = "local",
     as_json: JsonOpt = False,
 ) -> None:
     """Index folders of images: add new files, re-embed changed ones, remove deleted ones.
@@ -101,6 +110,9 @@ def index_cmd(
         "dba": dba,
     }
     given = {k: v for k, v in given.items() if v is not None}
+    from lookalike.executors import parse_executor
+
+    runner = parse_executor(executor)
     for d in dirs:
         if not d.exists():
             raise ConfigError(f"{d}: folder not found")
@@ -117,10 +129,10 @@ def index_cmd(
         idx = Index.create(index, validate_settings(**given))
     from lookalike.cli.progress import sync_progress
 
-    with idx:
+    with idx, runner:
         view = sync_progress(as_json)
         try:
-            report = idx.sync(dirs, progress=view, batch_size=batch_size)
+            report = idx.sync(dirs, progress=view, batch_size=batch_size, executor=runner)
         except KeyboardInterrupt:
             if view is not None:
                 view.close()
