@@ -1,9 +1,10 @@
-"""Take docs/screenshot.png: the web page after a search, in headless Chromium.
+"""Take docs/screenshot.png and docs/screenshot-phone.png: the web page after a search, at
+desktop and phone width, in headless Chromium.
 
     .venv/bin/python docs/make_screenshot.py   (needs /usr/bin/chromium)
 
 Builds the demo collection in a temporary folder, starts `lookalike serve` on 127.0.0.1,
-uploads an edited copy of a photo, and saves a screenshot.
+uploads an edited copy of a photo, and saves the screenshots.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import httpx
 from PIL import Image
 
 OUT = Path(__file__).parent / "screenshot.png"
+PHONE_OUT = Path(__file__).parent / "screenshot-phone.png"
 
 
 def main() -> None:
@@ -50,21 +52,30 @@ def main() -> None:
                 browser = p.chromium.launch(
                     executable_path="/usr/bin/chromium", args=["--no-sandbox"]
                 )
-                page = browser.new_page(viewport={"width": 1100, "height": 720})
-                page.goto(base)
-                page.select_option("#k", "10")
-                page.set_input_files("#file", query)
-                page.wait_for_selector("#results .card img")
-                page.wait_for_timeout(1500)
-                page.screenshot(path=str(OUT))
+                for out, viewport, mobile in (
+                    (OUT, {"width": 1100, "height": 720}, False),
+                    (PHONE_OUT, {"width": 390, "height": 844}, True),
+                ):
+                    context = browser.new_context(viewport=viewport, is_mobile=mobile)
+                    page = context.new_page()
+                    page.goto(base)
+                    page.wait_for_selector("body[data-ready]")
+                    if not mobile:
+                        page.select_option("#k", "10")
+                    page.set_input_files("#file", query)
+                    page.wait_for_selector("#results .card .match:not(:empty)")
+                    page.wait_for_timeout(1500)
+                    page.screenshot(path=str(out))
+                    context.close()
                 browser.close()
         finally:
             proc.terminate()
             proc.wait(20)
-    image = Image.open(OUT)
-    image = image.convert("P", palette=Image.Palette.ADAPTIVE, colors=128)
-    image.save(OUT, optimize=True)
-    print(f"wrote {OUT} ({OUT.stat().st_size // 1024} KB)")
+    for out in (OUT, PHONE_OUT):
+        image = Image.open(out)
+        image = image.convert("P", palette=Image.Palette.ADAPTIVE, colors=128)
+        image.save(out, optimize=True)
+        print(f"wrote {out} ({out.stat().st_size // 1024} KB)")
 
 
 if __name__ == "__main__":
