@@ -252,7 +252,13 @@ def test_help_documents_the_options():
         assert opt in out, opt
 
 
-COMMANDS = ("index", "search", "info", "demo", "serve", "classify", "dupes", "eval")
+def _commands() -> list[str]:
+    from lookalike.cli import command
+
+    return sorted(command().commands)  # every registered command, new ones included
+
+
+COMMANDS = _commands()
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -870,7 +870,8 @@ function showStatus() {
   $("st-count").textContent = String(st.count);
   $("st-roots").textContent = st.roots.length ? st.roots.join(", ") : "none recorded yet";
   $("st-last").textContent = st.last_sync
-    ? `${new Date(st.last_sync * 1000).toLocaleString()} (${ago(st.last_sync)})` : "never";
+    ? `${new Date(st.last_sync * 1000).toLocaleString()} (${ago(st.last_sync)})`
+    : st.count ? "not recorded (the next lookalike index records it)" : "never";
   $("rescan-readonly").hidden = st.writable;
   $("rescan-form").hidden = !st.writable;
   $("token-label").hidden = !st.token_required;
