@@ -51,7 +51,7 @@ class PlainProgress:
             if p.phase == "embedding":
                 self.embed_start = now
                 self._say(
-                    f"embedding {p.total} new or changed files"
+                    f"embedding {p.total} new or changed file{'s' if p.total != 1 else ''}"
                     if p.total
                     else "embedding: nothing new or changed"
                 )
