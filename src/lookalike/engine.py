@@ -96,6 +96,7 @@ class Index:
         return cls.create(path, settings)
 
     def close(self) -> None:
+        self.derived.close()
         self.store.close()
 
     def __enter__(self) -> Index:
@@ -362,6 +363,7 @@ class Index:
             "index_key": key,
             "index_params": m.index_params,
             "dba": s.dba,
+            **self.derived.backend.describe(),
             "size_bytes": self.store.size_bytes(),
             "format_version": m.format_version,
             "lookalike_version": m.lookalike_version,

@@ -200,6 +200,8 @@ class Writer:
             skipped = list(store.catalog.skipped_states())
         plan = plan_sync(roots, known, skipped, exclude=store.path)
         report = SyncReport(unchanged=plan.unchanged, skipped=list(plan.unreadable))
+        if plan.remove:
+            self.derived.before_writes()
         with store.lock:
             store.catalog.update_file_states(plan.touched)
             if plan.forget_skipped:
@@ -310,6 +312,7 @@ class Writer:
         with store.lock:
             present = [i for i in ids if store.catalog.get(i) is not None]
             if present:
+                self.derived.before_writes()
                 store.catalog.write_batch(remove_ids=present)
                 self.derived.removed(present)
                 self.derived.refresh()
@@ -328,6 +331,7 @@ class Writer:
             return []
         store = self.store
         with store.lock:
+            self.derived.before_writes()
             if items and store.manifest.dim is None:
                 store.manifest.dim = int(items[0].descriptor.shape[0])
                 store.save_manifest()

@@ -1,6 +1,7 @@
-"""`lookalike index --executor ray` as users run it: the command starts a local Ray instance,
-and a kill -9 mid-run leaves an index that opens, is consistent and resumes (the writer is the
-same as in the local run; only extraction moved)."""
+"""`lookalike index --executor ray --store milvus` as users run it: the command starts a local
+Ray instance and keeps its vectors in Milvus Lite; a kill -9 mid-run leaves an index that opens,
+is consistent and resumes (the writer is the same as in the local run; only extraction and the
+vector store moved)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ LINGERING = (b"ray::DashboardAgent", b"ray::RuntimeEnvAgent")
 def _start(folder, index):
     env = {**os.environ, MARKER: uuid.uuid4().hex}
     args = [sys.executable, "-m", "lookalike", "index", str(folder), "--index", str(index)]
-    args += ["--max-side", str(MAX_SIDE), "--batch-size", "4", "--executor", "ray", "--json"]
+    args += ["--max-side", str(MAX_SIDE), "--batch-size", "4", "--executor", "ray"]
+    args += ["--store", "milvus", "--json"]
     proc = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
@@ -92,3 +94,6 @@ def test_ray_index_kill_9_then_resume(tmp_path, many_photos):  # noqa: F811
     final = _state(index)
     assert all(final[p] == v for p, v in before.items()), "committed images were redone"
     assert _assert_consistent(index) == N_FILES
+    manifest = json.loads((index / "manifest.json").read_text())
+    assert manifest["settings"]["store"] == "milvus" and manifest["vector_collection"]
+    assert not (index / "vectors.faiss").exists()

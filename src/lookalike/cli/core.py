@@ -80,6 +80,15 @@ def index_cmd(
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Images committed per transaction.")] = 32,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="Where the search vectors live: 'faiss' (a file in the index), 'milvus' "
+            "(Milvus Lite in the index), 'milvus:PATH.db' (Milvus Lite) or "
+            "'milvus:http://HOST:19530' (a Milvus server; token from $MILVUS_TOKEN). "
+            "[default: faiss]"
+        ),
+    ] = None,
     executor: Annotated[
         str,
         typer.Option(
@@ -108,6 +117,7 @@ def index_cmd(
         "index_key": index_key,
         "index_params": index_params,
         "dba": dba,
+        "store": store,
     }
     given = {k: v for k, v in given.items() if v is not None}
     from lookalike.executors import parse_executor

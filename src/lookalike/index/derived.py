@@ -21,14 +21,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from lookalike.errors import ConfigError, IndexCorruptError
+from lookalike.index.backends import backend_for
 from lookalike.index.manifest import WhiteningState
-from lookalike.index.store import VECTORS_NAME, Store
-from lookalike.index.vectors import (
-    VectorIndex,
-    choose_index_key,
-    min_training_vectors,
-    needs_training,
-)
+from lookalike.index.store import Store
+from lookalike.index.vectors import VectorIndex, needs_training
 from lookalike.pooling import l2n
 from lookalike.postprocess.qe import Expansion, parse_expansion
 from lookalike.whitening import Whitening, fit_whitening, whitening_allowed
@@ -49,6 +45,8 @@ class Derived:
         self._whitening_loaded = False
         self._vectors: VectorIndex | None = None
         self._generation = -1
+        # where the vectors live (settings.store): a FAISS file or a Milvus collection
+        self.backend = backend_for(store)
         # A running sync's phase reporter (lookalike.sync): told when whitening is trained.
         self.on_phase: Callable[..., None] | None = None
 
@@ -76,11 +74,12 @@ class Derived:
         """The FAISS key for `n` vectors: the forced one (settings.index_key) or the automatic
         choice; either way exact search ("Flat") until there are enough vectors to train it."""
         s = self.store.settings
+        backend = self.backend
         if s.index_key:
             key, params = s.index_key, s.index_params
         else:
-            key, params = choose_index_key(n, self.search_dim or 1)
-        if needs_training(key) and n < min_training_vectors(key):
+            key, params = backend.choose(n, self.search_dim or 1)
+        if backend.needs_training(key) and n < backend.min_training_vectors(key):
             return "Flat", ""
         return key, params
 
@@ -126,7 +125,7 @@ class Derived:
                 vectors.set_params(params)  # same index, search knobs for the new size
             if store.writable and vectors is not None:
                 if stale or retuned or manifest.index_generation != generation:
-                    vectors.save(store.path / VECTORS_NAME)
+                    self.backend.save(vectors)
                     manifest.index_key = vectors.key
                     manifest.index_params = vectors.params
                     manifest.index_generation = generation
@@ -137,27 +136,27 @@ class Derived:
         """Use the FAISS file on disk when it is current (saves a rebuild, which with DBA
         means a neighbour search over the whole collection); a corrupt file is rebuilt."""
         m = self.store.manifest
-        file = self.store.path / VECTORS_NAME
-        if not m.index_key or m.index_generation != generation or not file.exists():
+        if not m.index_key or m.index_generation != generation:
             return
         if key is not None and m.index_key != key:
             return
         try:
-            self._vectors = VectorIndex.load(
-                file, m.index_key, self.search_dim, m.index_params, mmap=self.mmap
+            self._vectors = self.backend.load(
+                m.index_key, self.search_dim, m.index_params, mmap=self.mmap
             )
         except IndexCorruptError as exc:
             log.warning("rebuilding the vector index: %s", exc)
             self._vectors = None
             return
-        self._generation = generation
+        if self._vectors is not None:
+            self._generation = generation
 
     def _build(self, key: str, params: str) -> VectorIndex:
         catalog = self.store.catalog
         dim = self.search_dim
         if dim is None:
             raise ConfigError("the index is empty: nothing to search yet")
-        index = VectorIndex(key, dim, params)
+        index = self.backend.new(key, dim, params)
         if not index.is_trained:
             index.train(self.transform(catalog.sample_descriptors(TRAIN_SAMPLE)))
         dba = parse_expansion(self.store.settings.dba)
@@ -223,6 +222,15 @@ class Derived:
 
     # -- keeping the in-memory index current between refreshes -------------------------------
 
+    def before_writes(self) -> None:
+        """Called before a sync writes: a backend whose writes go straight to the saved index
+        (Milvus) opens it now, so that changes are applied to it rather than rebuilt."""
+        with self.store.lock:
+            if self._vectors is not None and self._generation == self.store.catalog.generation:
+                return
+            if self.backend.load_before_writes and self.store.catalog.count():
+                self.vector_index()
+
     def added(self, ids: Sequence[int], raw: np.ndarray) -> None:
         """Images were written to the catalog: add their vectors to the in-memory index, or
         drop it (rebuilt on the next refresh) where that cannot be done incrementally."""
@@ -246,6 +254,12 @@ class Derived:
                 self._generation = self.store.catalog.generation
             else:
                 self._vectors = None  # this index type cannot remove: rebuild on refresh
+
+    def close(self) -> None:
+        """Let go of the vector store's connection (a Milvus client)."""
+        with self.store.lock:
+            self._vectors = None
+            self.backend.close()
 
     def drop(self) -> None:
         """Forget the in-memory FAISS index (the next use loads or rebuilds it)."""

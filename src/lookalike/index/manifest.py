@@ -13,7 +13,14 @@ import os
 import tempfile
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from lookalike.errors import ConfigError, IndexCorruptError
 
@@ -40,6 +47,25 @@ class IndexSettings(BaseModel):
     index_params: str = ""
     # database-side augmentation of the stored vectors ("alpha:n=3,alpha=3"); None: off
     dba: str | None = None
+    # where the search vectors live: "faiss" (a file in the index directory) or "milvus:URI"
+    # (a Milvus collection; see lookalike.index.backends.parse_store)
+    store: str = "faiss"
+
+    @field_validator("store")
+    @classmethod
+    def _store_spec(cls, value: str) -> str:
+        from lookalike.index.backends import parse_store
+
+        try:
+            return parse_store(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _store_supports(self) -> IndexSettings:
+        if self.store != "faiss" and self.dba:
+            raise ValueError("dba needs the faiss store (augmented vectors are rebuilt in memory)")
+        return self
 
     @field_validator("dba")
     @classmethod
@@ -87,6 +113,8 @@ class Manifest(BaseModel):
     index_key: str | None = None  # the FAISS key of the index file on disk
     index_params: str = ""
     index_generation: int = -1  # catalog generation the FAISS file reflects
+    # the Milvus collection holding the search vectors (settings.store "milvus:...")
+    vector_collection: str | None = None
 
     @property
     def search_dim(self) -> int | None:

@@ -140,7 +140,12 @@ def check_settings_valid(settings: IndexSettings) -> None:
     if settings.model not in MODELS:
         raise ConfigError(f"unknown model {settings.model!r}; choose one of {', '.join(MODELS)}")
     parse_descriptor(settings.descriptor)
-    if settings.index_key:
+    if settings.index_key and settings.store != "faiss":
+        from lookalike.index.milvus import parse_milvus_key, parse_params
+
+        parse_milvus_key(settings.index_key)
+        parse_params(settings.index_params)
+    elif settings.index_key:
         VectorIndex(settings.index_key, 8 if "PQ" not in settings.index_key else 64)
 
 
