@@ -44,6 +44,7 @@ from PIL import Image
 from lookalike.errors import ImageError
 from lookalike.extract import Extractor, Features
 from lookalike.images import image_size, load_image, to_array
+from lookalike.verify.phash import hash_pair
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class Loaded:
     width: int
     height: int
     image: Image.Image
+    phash: tuple[int, int]  # (pHash, pHash of the mirror) of the decoded image
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,7 @@ class Decoded:
     width: int
     height: int
     pixels: np.ndarray  # (H, W, 3) uint8, long side <= max_side
+    phash: tuple[int, int]  # (pHash, pHash of the mirror) of these pixels
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +89,7 @@ class Extracted:
     width: int
     height: int
     features: Features
+    phash: tuple[int, int] | None = None  # (pHash, pHash of the mirror), same decode
 
 
 def file_hash(path: str | Path) -> str:
@@ -119,14 +123,14 @@ def load_file(path: str, extractor: Extractor) -> Loaded:
     """Stat, hash and decode one file (raises ImageError)."""
     size, mtime_ns, content_hash, width, height = _file_facts(path)
     image = extractor.load(path)
-    return Loaded(path, size, mtime_ns, content_hash, width, height, image)
+    return Loaded(path, size, mtime_ns, content_hash, width, height, image, hash_pair(image))
 
 
 def decode_file(path: str, max_side: int) -> Decoded:
     """Stat, hash, decode and resize one file to uint8 pixels (raises ImageError)."""
     size, mtime_ns, content_hash, width, height = _file_facts(path)
     pixels = to_array(load_image(path, max_side))
-    return Decoded(path, size, mtime_ns, content_hash, width, height, pixels)
+    return Decoded(path, size, mtime_ns, content_hash, width, height, pixels, hash_pair(pixels))
 
 
 def _decode_task(path: str, max_side: int) -> Decoded | tuple[str, str]:
@@ -187,6 +191,7 @@ def extract_one(path: str, extractor: Extractor) -> Extracted:
         loaded.width,
         loaded.height,
         features,
+        loaded.phash,
     )
 
 
@@ -382,6 +387,6 @@ def _describe(items: list[Decoded], extractor: Extractor) -> list[Extracted | Im
         reason = f"cannot compute descriptor: {type(exc).__name__}: {exc}"
         return [ImageError(items[0].path, reason)]
     return [
-        Extracted(d.path, d.size, d.mtime_ns, d.hash, d.width, d.height, f)
+        Extracted(d.path, d.size, d.mtime_ns, d.hash, d.width, d.height, f, d.phash)
         for d, f in zip(items, features, strict=True)
     ]

@@ -356,6 +356,7 @@ def new_image(item: Extracted) -> NewImage:
         item.height,
         item.features.descriptor,
         top_classes(item.features.logits),
+        item.phash,
     )
 
 

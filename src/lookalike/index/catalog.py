@@ -18,7 +18,7 @@ import numpy as np
 
 from lookalike.errors import IndexCorruptError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DESCRIPTOR_DTYPE = np.float16
 
 _SCHEMA_V1 = """
@@ -61,6 +61,13 @@ MIGRATIONS: dict[int, str] = {
     ) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS labels_class ON labels(class_id, prob);
     """,
+    # v3: the perceptual hash of each image and of its mirror (lookalike.verify.phash), computed
+    # from the same decode as the descriptor; NULL for images indexed before (the duplicate
+    # finder then hashes the file itself).
+    2: """
+    ALTER TABLE images ADD COLUMN phash INTEGER;
+    ALTER TABLE images ADD COLUMN phash_mirror INTEGER;
+    """,
 }
 
 
@@ -90,6 +97,7 @@ class NewImage:
     height: int
     descriptor: np.ndarray
     labels: Sequence[tuple[int, float]] | None = None  # top (ImageNet class id, prob), best first
+    phash: tuple[int, int] | None = None  # (pHash, pHash of the mirror), unsigned 64-bit
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +111,17 @@ _RECORD_COLUMNS = "id, path, size, mtime_ns, hash, width, height, added_at"
 
 def _encode(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype=DESCRIPTOR_DTYPE).tobytes()
+
+
+def _signed64(h: int) -> int:
+    return h - (1 << 64) if h >= 1 << 63 else h
+
+
+def _encode_phash(pair: tuple[int, int] | None) -> tuple[int | None, int | None]:
+    """SQLite integers are signed 64-bit: store the unsigned hashes' bit patterns."""
+    if pair is None:
+        return None, None
+    return _signed64(pair[0]), _signed64(pair[1])
 
 
 class Catalog:
@@ -253,7 +272,7 @@ class Catalog:
                 self._db.execute("DELETE FROM images WHERE path = ?", (item.path,))
                 cursor = self._db.execute(
                     "INSERT INTO images(path, size, mtime_ns, hash, width, height, added_at,"
-                    " descriptor) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " descriptor, phash, phash_mirror) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         item.path,
                         item.size,
@@ -263,6 +282,7 @@ class Catalog:
                         item.height,
                         now,
                         _encode(item.descriptor),
+                        *_encode_phash(item.phash),
                     ),
                 )
                 new_ids.append(int(cursor.lastrowid))
@@ -436,6 +456,22 @@ class Catalog:
             group.append(record)
         if len(group) > 1:
             yield group
+
+    def phashes(self, ids: Iterable[int]) -> dict[int, tuple[int, int]]:
+        """image id -> (pHash, pHash of the mirror) as unsigned 64-bit ints, for the given ids
+        that have them (images indexed before catalog v3, or added as bare vectors, do not)."""
+        ids = [int(i) for i in ids]
+        out: dict[int, tuple[int, int]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for image_id, h, hm in self._db.execute(
+                f"SELECT id, phash, phash_mirror FROM images WHERE id IN ({marks})"
+                " AND phash IS NOT NULL",
+                chunk,
+            ):
+                out[image_id] = (h % (1 << 64), hm % (1 << 64))
+        return out
 
     def descriptors(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """(ids found int64 (n,), raw descriptors float32 (n, D)) for the given ids."""
