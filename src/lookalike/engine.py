@@ -334,11 +334,12 @@ class Index:
             image = load_image(image, self.settings.max_side)
         return top_labels(self.extractor.describe_image(image).logits, k)
 
-    def duplicates(self, threshold: float | None = None, **options) -> list:
-        """Groups of exact and near-duplicate images (see lookalike.dupes.find_duplicates)."""
+    def duplicates(self, **options) -> list:
+        """Groups of exact, near-duplicate and (with similar=True) similar images
+        (see lookalike.dupes.find_duplicates for the options)."""
         from lookalike.dupes import find_duplicates
 
-        return find_duplicates(self, threshold=threshold, **options)
+        return find_duplicates(self, **options)
 
     # -- information -------------------------------------------------------------------------
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lookalike.dupes import UnionFind, near_pairs
 from lookalike.engine import Index
 from lookalike.errors import ConfigError
 from lookalike.index.catalog import _SCHEMA_V1, Catalog, NewImage
@@ -38,8 +37,7 @@ def photo_dir(tmp_path_factory) -> Path:
     _to_rgb(data.stereo_motorcycle()[0]).save(out / "motorcycle.jpg", quality=92)
     shutil.copy(out / "chelsea.jpg", out / "chelsea_copy.jpg")  # exact duplicate
     coffee = photos["coffee"]
-    # resized to 75 % and recompressed: a near duplicate (a half-size copy scores 0.78, below
-    # the default threshold: see BENCHMARKS.md)
+    # resized to 75 % and recompressed: a near duplicate
     small = coffee.resize((coffee.width * 3 // 4, coffee.height * 3 // 4))
     small.save(out / "coffee_small.jpg", quality=70)
     return out
@@ -92,22 +90,6 @@ def test_wordnet_hierarchy_covers_general_words():
     elephants = {m.class_id for m in wordnet_classes("elephants")}
     assert elephants == {101, 385, 386}  # tusker, Indian and African elephant
     assert wordnet_classes("beach") == []  # not an ancestor of any class: sentence model's job
-
-
-def test_union_find_and_near_pairs():
-    uf = UnionFind()
-    uf.union(1, 2)
-    uf.union(3, 4)
-    uf.union(2, 4)
-    uf.find(9)
-    assert uf.groups() == [[1, 2, 3, 4]]
-    ids = np.array([10, 11])
-    scores = np.array([[1.0, 0.95, 0.5], [1.0, 0.95, 0.2]], dtype=np.float32)
-    neigh = np.array([[10, 11, 12], [11, 10, -1]])
-    assert sorted(near_pairs(ids, scores, neigh, 0.9)) == [
-        (10, 11, pytest.approx(0.95)),
-        (10, 11, pytest.approx(0.95)),
-    ]
 
 
 def test_v1_catalog_upgrades_to_labels(tmp_path):
@@ -198,7 +180,7 @@ def test_duplicates(index):
     assert coffee and {"coffee", "coffee_small"} <= {_name(p) for p in coffee[0].paths}
     for g in near:  # different photos never end up together
         assert len({_name(p).split("_")[0] for p in g.paths}) == 1, g.paths
-    assert index.duplicates(threshold=0.999) == exact
+    assert index.duplicates(near=False) == exact
 
 
 def test_cli_classify_search_text_and_dupes(index, photo_dir):

@@ -49,34 +49,69 @@ def classify_cmd(
 @app.command("dupes")
 def dupes_cmd(
     index: IndexOpt,
+    similar: Annotated[
+        bool,
+        typer.Option(
+            "--similar",
+            help="Also report similar shots (bursts, other angles of one scene), as 'similar'.",
+        ),
+    ] = False,
     threshold: Annotated[
         float | None,
         typer.Option(
-            help="Cosine similarity from which two images are near-duplicates "
-            "(default 0.80, measured on edited copies: higher = stricter)."
+            help="With --similar: cosine similarity from which two shots are similar "
+            "(default 0.80; higher = stricter). Near duplicates are verified, not thresholded.",
         ),
     ] = None,
-    k: Annotated[int, typer.Option("-k", help="Neighbours looked at per image.", min=1)] = 8,
+    k: Annotated[int, typer.Option("-k", help="Neighbours looked at per image.", min=1)] = 16,
     exact_only: Annotated[
         bool, typer.Option("--exact-only", help="Only identical files (same content hash).")
     ] = False,
+    no_files: Annotated[
+        bool,
+        typer.Option(
+            "--no-files",
+            help="Do not read the image files: near duplicates from the stored perceptual "
+            "hashes only (misses crops, borders, flips and rotations; for files not at hand).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Find duplicates in an index: exact copies (same content hash) and near-duplicates
-    (resized, recompressed, lightly edited copies) through the index's k-NN search.
+    """Find duplicates in an index, in three kinds, each group with a suggested keeper:
 
-    --json prints {"groups": [{"kind": "exact"|"near", "paths": [...], "scores": [...]}]}.
+    exact: identical files (same content hash).
+    near: the same photo after edits (resized, recompressed, recoloured, captioned, bordered,
+    cropped, mirrored, slightly rotated): candidates from the index's nearest neighbours,
+    each verified by perceptual hash or by local-feature geometry against the group's keeper
+    (groups never chain through neighbours of neighbours).
+    similar (only with --similar): other shots of the same scene.
+
+    The keeper is the largest resolution, then the best quality, then the oldest file.
+    Nothing is deleted. --json prints {"groups": [{"kind", "paths", "scores", "keep",
+    "keep_reason", "ids", "keep_id", "members": [{"id", "path", "score", "evidence", "width",
+    "height", "bytes"}]}]}; paths[0] is the keeper, scores are cosines to it.
     """
     from lookalike.engine import Index
 
+    if threshold is not None and not similar:
+        raise ConfigError("--threshold applies to --similar; near duplicates are verified")
     with Index.open(index) as idx:
-        groups = idx.duplicates(threshold, k=k, near=not exact_only)
+        groups = idx.duplicates(
+            similar=(threshold if threshold is not None else True) if similar else False,
+            k=k,
+            near=not exact_only,
+            verify_files=not no_files,
+        )
     if as_json:
         typer.echo(json.dumps({"groups": [g.to_dict() for g in groups]}))
         return
     if not groups:
         typer.echo("no duplicates")
     for g in groups:
-        typer.echo(f"{g.kind} ({len(g.paths)} images)")
-        for path, score in zip(g.paths, g.scores, strict=True):
-            typer.echo(f"  {score:.4f}  {path}")
+        typer.echo(f"{g.kind} ({len(g.paths)} images) - keep {g.keep}: {g.keep_reason}")
+        for m in g.members:
+            mark = "keep" if m.path == g.keep else "    "
+            typer.echo(
+                f"  {mark} {m.score:.4f} {m.width}x{m.height} {m.bytes:>9,} B  {m.path}"
+                f"  [{m.evidence}]"
+            )
