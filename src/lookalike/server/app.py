@@ -96,6 +96,10 @@ def create_app(index_path: str | Path, settings: ServerSettings | None = None) -
 
     app.include_router(router)
     app.include_router(browse.router)
+    from lookalike.server import duplicates
+
+    app.include_router(duplicates.router)
+    app.include_router(duplicates.page_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/", include_in_schema=False)
