@@ -51,7 +51,7 @@ def _cache(request: Request) -> _Cache:
 def _find(state: ServerState, cache: _Cache, options: dict) -> dict:
     index = state.index
     with cache.lock:
-        with index._mutex:
+        with index.lock:
             generation = index.catalog.generation
         key = (generation, tuple(sorted(options.items())))
         if cache.key != key:
