@@ -16,10 +16,13 @@ How it works, never with an N x N matrix:
    - or, failing that, local features of the two files fit one similarity transform under
      which one image lies inside the other and the aligned pixels agree
      (lookalike.verify.geometry): crops, borders, captions, flips, small rotations.
-4. Groups do not chain: images are taken by how many verified matches they have (then in
-   keeper order); each one not yet in a group becomes a group's representative and takes every
-   image verified directly against it. So every member of a `near` group is the same photo as
-   the group's representative, not merely a neighbour of a neighbour. `similar` groups are
+4. Groups do not chain: images are taken in keeper order (largest first: the likely original,
+   which its crops lie inside); each one not yet in a group becomes a group's representative
+   and takes every image verified directly against it. (Taking the image with the most
+   matches first was measured worse: a small crop matches both its original and another
+   framing that contains it, and pulled the two shots into one group.) So every member of a
+   `near` group is the same photo as the group's representative, not merely a neighbour of a
+   neighbour. `similar` groups are
    formed the same way over what is left (one image per exact or near group: its
    representative), from pairs whose cosine is at least `similar` that were not verified as
    near.
@@ -90,7 +93,8 @@ class DuplicateGroup:
     """Images that are copies (`exact`, `near`) or other shots (`similar`) of one photo.
 
     `paths[0]` is the suggested keeper (`keep`), chosen by `keep_reason`. Every member was
-    matched directly against the group's `representative` (the member with the most matches);
+    matched directly against the group's `representative` (for near and similar groups, the
+    keeper itself);
     `scores[i]` is the cosine similarity of `paths[i]` to it (1.0 for the representative
     itself and for exact copies).
     """
@@ -368,7 +372,7 @@ def find_duplicates(
                 near_edges.setdefault(x, {})[y] = score
                 near_edges.setdefault(y, {})[x] = score
                 evidence[(x, y)] = why
-        order = sorted(near_edges, key=lambda i: (-len(near_edges[i]), keeper_order(records[i])))
+        order = sorted(near_edges, key=lambda i: keeper_order(records[i]))
         for rep, others in star_groups(order, near_edges):
             groups.append(_group("near", rep, others, near_edges, evidence, records))
             absorbed.update((o, rep) for o in others)  # the representative stays for `similar`
@@ -387,7 +391,7 @@ def find_duplicates(
                 continue
             sim_edges.setdefault(x, {})[y] = score
             sim_edges.setdefault(y, {})[x] = score
-        order = sorted(sim_edges, key=lambda i: (-len(sim_edges[i]), keeper_order(records[i])))
+        order = sorted(sim_edges, key=lambda i: keeper_order(records[i]))
         for rep, others in star_groups(order, sim_edges):
             groups.append(_group("similar", rep, others, sim_edges, {}, records))
     log.info("duplicates: %d groups in %.1f s", len(groups), time.perf_counter() - started)

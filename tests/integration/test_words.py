@@ -15,7 +15,7 @@ import pytest
 
 from lookalike.engine import Index
 from lookalike.errors import ConfigError
-from lookalike.index.catalog import _SCHEMA_V1, Catalog, NewImage
+from lookalike.index.catalog import _SCHEMA_V1, SCHEMA_VERSION, Catalog, NewImage
 from lookalike.labels import class_names, softmax, top_classes
 from lookalike.text import wordnet_classes
 
@@ -106,7 +106,11 @@ def test_v1_catalog_upgrades_to_labels(tmp_path):
         cat.write_batch(remove_ids=[b])
         assert cat.labels([a, b]) == {a: [(5, pytest.approx(0.6))]}
     db = sqlite3.connect(path)
-    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
+    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(
+        SCHEMA_VERSION
+    )
+    # v3: the perceptual hash columns exist, empty for rows written without one
+    assert db.execute("SELECT phash FROM images WHERE path = 'a'").fetchone() == (None,)
 
 
 # -- with the real models ------------------------------------------------------------------------
