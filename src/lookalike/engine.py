@@ -143,8 +143,7 @@ class Index:
     @property
     def extractor(self) -> Extractor:
         if self._extractor is None:
-            s = self.settings
-            self._extractor = Extractor(s.model, s.descriptor, s.max_side, s.scales)
+            self._extractor = Extractor.from_settings(self.settings)
         return self._extractor
 
     @property

@@ -9,12 +9,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from lookalike.images import load_image
 from lookalike.pooling import l2n, parse_descriptor, pool
+
+if TYPE_CHECKING:
+    from lookalike.training.model_dir import TrainedModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +41,14 @@ class Extractor:
         *,
         runtime: str = "onnx",
         threads: int | None = None,
+        trained: TrainedModel | None = None,
     ) -> None:
+        # A trained model (lookalike train) fixes the base, the descriptor (GeM with its
+        # learned p) and adds its supervised whitening after pooling.
+        self.trained = trained
+        if trained is not None:
+            model, descriptor, runtime = trained.base, trained.descriptor, "onnx"
+        self._post = trained.load_whitening() if trained is not None else None
         self.model = model
         self.spec = parse_descriptor(descriptor)
         self.descriptor = str(self.spec)
@@ -47,17 +58,59 @@ class Extractor:
         self.threads = threads
         self._backbone = None
 
+    @classmethod
+    def from_settings(cls, settings) -> Extractor:
+        """The extractor of an index's settings (IndexSettings), loading its trained model
+        when it has one; IndexMismatchError when that model's files changed since."""
+        trained = None
+        if settings.model_dir is not None:
+            from lookalike.errors import IndexMismatchError
+            from lookalike.training.model_dir import load_trained_model
+
+            trained = load_trained_model(settings.model_dir)
+            if trained.hash != settings.model_hash:
+                raise IndexMismatchError(
+                    f"{settings.model_dir}: this model (hash {trained.hash}) is not the one the "
+                    f"index was built with (hash {settings.model_hash}); re-index with it or "
+                    "restore the original model folder"
+                )
+        return cls(
+            settings.model,
+            settings.descriptor,
+            settings.max_side,
+            settings.scales,
+            trained=trained,
+        )
+
     @property
     def backbone(self):
         if self._backbone is None:
-            from lookalike.backbone import load_backbone
+            if self.trained is not None:
+                from lookalike.backbone import OnnxBackbone
 
-            self._backbone = load_backbone(self.model, runtime=self.runtime, threads=self.threads)
+                self._backbone = OnnxBackbone(
+                    self.model, threads=self.threads, path=self.trained.onnx_path
+                )
+            else:
+                from lookalike.backbone import load_backbone
+
+                self._backbone = load_backbone(
+                    self.model, runtime=self.runtime, threads=self.threads
+                )
         return self._backbone
 
     @property
     def dim(self) -> int:
+        if self._post is not None:
+            return int(self._post.dim)
         return int(self.backbone.channels)
+
+    def _finish(self, pooled: np.ndarray) -> np.ndarray:
+        """L2-normalize pooled descriptors (n, C) and apply the trained model's whitening."""
+        out = l2n(pooled)
+        if self._post is not None:
+            out = self._post.apply(out)
+        return out.astype(np.float32)
 
     def load(self, path: str | Path) -> Image.Image:
         """Load an image file as the extractor sees it (raises ImageError)."""
@@ -81,7 +134,7 @@ class Extractor:
             total = vec if total is None else total + vec
             if logits is None or scale == 1.0:
                 logits = scale_logits
-        return Features(descriptor=l2n(total).astype(np.float32), logits=logits)
+        return Features(descriptor=self._finish(total[None])[0], logits=logits)
 
     def describe_images(self, images: Sequence[Image.Image]) -> list[Features]:
         return [self.describe_image(img) for img in images]
@@ -118,7 +171,7 @@ class Extractor:
             total = vecs if total is None else total + vecs
             if logits is None or scale == 1.0:
                 logits = scale_logits
-        descriptors = l2n(total).astype(np.float32)
+        descriptors = self._finish(total)
         return [
             Features(descriptor=descriptors[i], logits=np.ascontiguousarray(logits[i]))
             for i in range(len(descriptors))

@@ -58,6 +58,11 @@ def text_pairs(store: Store, text: str, k: int, *, min_score: float | None = Non
     """Images whose stored classes match the words, best first; score = probability mass."""
     if k < 1:
         raise ConfigError(f"k must be at least 1, got {k}")
+    from lookalike.training.heads import class_pairs
+
+    own = class_pairs(store, text, k, min_score)  # a class of the user's attached head
+    if own is not None:
+        return own
     weights = text_classes(text)
     with store.lock:
         pairs = store.catalog.search_labels(weights, k)
@@ -65,7 +70,13 @@ def text_pairs(store: Store, text: str, k: int, *, min_score: float | None = Non
 
 
 def tagged_images(store: Store, tag: str) -> dict[int, float]:
-    """id -> probability mass on the tag's classes, for up to TAG_EXACT_MAX + 1 images."""
+    """id -> probability mass on the tag's classes, for up to TAG_EXACT_MAX + 1 images (or,
+    when the tag names a class of the user's attached head, that class's probability)."""
+    from lookalike.training.heads import tagged_by_class
+
+    own = tagged_by_class(store, tag)
+    if own is not None:
+        return own
     weights = text_classes(tag)
     with store.lock:
         return dict(store.catalog.search_labels(weights, TAG_EXACT_MAX + 1))

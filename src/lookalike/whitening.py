@@ -49,7 +49,9 @@ __all__ = [
 ]
 
 WhiteningKind = Literal["pca", "pcaw"]
-KINDS: tuple[str, ...] = ("pca", "pcaw")
+# "lw": supervised whitening learned from matching pairs (lookalike.training.lw); applied the
+# same way, fitted elsewhere.
+KINDS: tuple[str, ...] = ("pca", "pcaw", "lw")
 
 DEFAULT_SHRINKAGE = 1.0
 DEFAULT_POWER = 0.25
@@ -194,8 +196,8 @@ def fit_whitening(
     if x.ndim != 2:
         raise ValueError(f"training descriptors must be (n, D), got shape {x.shape}")
     n, d_in = x.shape
-    if kind not in KINDS:
-        raise ConfigError(f"unknown whitening kind {kind!r}; allowed: {', '.join(KINDS)}")
+    if kind not in ("pca", "pcaw"):
+        raise ConfigError(f"unknown whitening kind {kind!r}; allowed: pca, pcaw")
     if not isinstance(dim, int | np.integer) or isinstance(dim, bool):
         raise ConfigError(f"whitening dim must be an integer, got {dim!r}")
     max_dim = min(n - 1, d_in)

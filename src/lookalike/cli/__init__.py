@@ -43,6 +43,7 @@ def _register() -> None:
         core,  # noqa: F401
         evaluate,  # noqa: F401
         serve,  # noqa: F401
+        train,  # noqa: F401
         words,  # noqa: F401
     )
 

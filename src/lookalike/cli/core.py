@@ -42,7 +42,11 @@ def index_cmd(
     dirs: Annotated[list[Path], typer.Argument(help="Folders of images (searched recursively).")],
     index: IndexOpt,
     model: Annotated[
-        str | None, typer.Option(help="Backbone: lite0, lite1 or lite2. [default: lite0]")
+        str | None,
+        typer.Option(
+            help="Backbone: lite0, lite1 or lite2, or a model folder written by "
+            "`lookalike train`. [default: lite0]"
+        ),
     ] = None,
     descriptor: Annotated[
         str | None,
@@ -107,10 +111,10 @@ def index_cmd(
     """
     from lookalike.engine import Index, is_index
     from lookalike.index.manifest import validate_settings
+    from lookalike.training.model_dir import resolve_model
 
     given = {
-        "model": model,
-        "descriptor": descriptor,
+        **resolve_model(model, descriptor),
         "max_side": max_side,
         "scales": _parse_scales(scales),
         "whiten_dim": whiten_dim,

@@ -20,7 +20,13 @@ KIND_HELP = (
 def eval_cmd(
     kind: Annotated[str, typer.Argument(help=f"Benchmark layout: {KIND_HELP}")],
     root: Annotated[Path, typer.Argument(help="The benchmark's folder.")],
-    model: Annotated[str | None, typer.Option(help="Backbone. [default: lite0]")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Backbone (lite0, lite1, lite2) or a model folder written by `lookalike "
+            "train`. [default: lite0]"
+        ),
+    ] = None,
     descriptor: Annotated[
         str | None, typer.Option(help="Pooling, e.g. gem:p=3, rmac:levels=3. [default: gem:p=3]")
     ] = None,
@@ -73,9 +79,10 @@ def eval_cmd(
 
     parse_expansion(expand)
     parse_expansion(dba)
+    from lookalike.training.model_dir import resolve_model
+
     settings = validate_settings(
-        model=model,
-        descriptor=descriptor,
+        **resolve_model(model, descriptor),
         max_side=max_side,
         scales=_parse_scales(scales),
         whiten_dim=whiten_dim,

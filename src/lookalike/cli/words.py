@@ -22,12 +22,27 @@ def classify_cmd(
     max_side: Annotated[
         int, typer.Option(help="Resize so the longer side is this (the head was trained at 224).")
     ] = CLASSIFY_SIDE,
+    classes: Annotated[
+        Path | None,
+        typer.Option(
+            "--classes",
+            help="Your own classes: a head folder written by `lookalike train-classes`.",
+        ),
+    ] = None,
+    index: Annotated[
+        Path | None,
+        typer.Option(
+            "--index", "-i", help="Use the classes attached to this index (train-classes --index)."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Print the top ImageNet-1k classes of each image with probabilities, e.g.
-    '0.5061 mountain bike, all-terrain bike, off-roader'.
+    '0.5061 mountain bike, all-terrain bike, off-roader'; with --classes HEAD_DIR or --index
+    (an index with attached classes), your own classes instead.
 
-    --json prints one object per line: {"path", "labels": [{"class_id", "name", "prob"}]}.
+    --json prints one object per line: {"path", "labels": [{"class_id", "name", "prob"}]}
+    (your own classes: {"name", "prob"}).
     """
     from lookalike.extract import Extractor
     from lookalike.labels import top_labels
@@ -35,6 +50,17 @@ def classify_cmd(
     for p in images:
         if not p.is_file():
             raise ConfigError(f"{p}: file not found")
+    if classes is not None or index is not None:
+        from lookalike.training.heads import classify_paths
+
+        for p, labels in zip(images, classify_paths(images, k, classes, index), strict=True):
+            if as_json:
+                typer.echo(json.dumps({"path": str(p), "labels": labels}))
+                continue
+            typer.echo(str(p))
+            for x in labels:
+                typer.echo(f"  {x['prob']:.4f} {x['name']}")
+        return
     extractor = Extractor(model, max_side=max_side)
     for p in images:
         labels = top_labels(extractor.describe_path(p).logits, k)

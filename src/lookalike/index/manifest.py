@@ -38,7 +38,10 @@ class IndexSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    model: str = DEFAULT_MODEL
+    model: str = DEFAULT_MODEL  # the backbone (a trained model's base)
+    # a model fine-tuned by `lookalike train`: its folder and hash (lookalike.training.model_dir)
+    model_dir: str | None = None
+    model_hash: str | None = None
     descriptor: str = DEFAULT_DESCRIPTOR
     max_side: int = Field(DEFAULT_MAX_SIDE, ge=32, le=4096)
     scales: tuple[float, ...] = (1.0,)
@@ -87,12 +90,15 @@ class IndexSettings(BaseModel):
 
     def extraction(self) -> dict:
         """The settings that determine a raw descriptor (must match between index and query)."""
-        return {
+        out = {
             "model": self.model,
             "descriptor": self.descriptor,
             "max_side": self.max_side,
             "scales": list(self.scales),
         }
+        if self.model_dir is not None:
+            out.update(model_dir=self.model_dir, model_hash=self.model_hash)
+        return out
 
 
 class WhiteningState(BaseModel):
