@@ -33,6 +33,7 @@ from lookalike.index.vectors import VectorIndex
 from lookalike.postprocess.qe import Expansion
 from lookalike.search import LOCALIZE_MAX, Box, Hit, Searcher, SearchOptions
 from lookalike.sync import DEFAULT_BATCH, SyncProgress, SyncReport, Writer
+from lookalike.whitening_check import copy_describer
 
 if TYPE_CHECKING:
     from lookalike.whitening import Whitening
@@ -61,6 +62,7 @@ class Index:
         self.store = store
         self.derived = Derived(store, mmap=mmap)
         self._extractor: Extractor | None = None
+        self.derived.describe_copies = copy_describer(lambda: self.extractor, store.catalog)
         self.searcher = Searcher(store, self.derived, lambda: self.extractor)
         self.writer = Writer(store, self.derived, lambda: self.extractor)
 
@@ -360,6 +362,7 @@ class Index:
             "dim": m.search_dim,
             "raw_dim": m.dim,
             "whitening": m.whitening.model_dump() if m.whitening else None,
+            "whitening_check": m.whitening_check,
             "index_key": key,
             "index_params": m.index_params,
             "dba": s.dba,

@@ -112,3 +112,86 @@ def check_whitening(
         reason=reason,
     )
     return verdict, whitening
+
+
+# -- running the check on an index ---------------------------------------------------------------
+
+CHECK_SAMPLE = 20_000  # database rows used by the check (a random sample beyond that)
+COPY_EDITS = ("crop", "colour", "jpeg", "rescale", "rotate", "blur")
+
+
+def min_check_images(out_dim: int) -> int:
+    """Below this many images the check does not run and whitening stays off: the candidate
+    whitening needs several vectors per dimension, and the check needs held-out images."""
+    return max(4 * out_dim, 500)
+
+
+def held_out_count(n: int) -> int:
+    return int(min(200, max(50, n // 10)))
+
+
+def copy_describer(extractor, catalog, seed: int = 0):
+    """A function ids -> (mask of ids whose file could be read, raw descriptors of an edited
+    copy of each readable one): the CNN side of the check, run by the index."""
+    from lookalike.edits import apply_edit
+    from lookalike.errors import ImageError
+
+    def describe(ids) -> tuple[np.ndarray, np.ndarray]:
+        ext = extractor()
+        ok, rows = [], []
+        for n, image_id in enumerate(ids):
+            record = catalog.get(int(image_id))
+            try:
+                if record is None:
+                    raise ImageError(str(image_id), "not in the catalog")
+                image = ext.load(record.path)
+            except (ImageError, OSError):
+                ok.append(False)
+                continue
+            edited = apply_edit(COPY_EDITS[n % len(COPY_EDITS)], image, seed + n)
+            rows.append(ext.describe_image(edited).descriptor)
+            ok.append(True)
+        if not rows:
+            return np.asarray(ok, dtype=bool), np.zeros((0, 0), dtype=np.float32)
+        return np.asarray(ok, dtype=bool), np.stack(rows).astype(np.float32)
+
+    return describe
+
+
+def decide_whitening(catalog, out_dim: int, describe_copies, fit, seed: int = 0) -> dict:
+    """The index's decision: {"use", "n", "method", ...the verdict's numbers, "reason"}.
+
+    `method` is "self-check" when the check ran; "size rule" when too few held-out images could
+    be read back to make copies (an index filled with precomputed vectors): then the old rule
+    (lookalike.whitening.whitening_allowed) decides, and the check is tried again next time."""
+    from lookalike.whitening import whitening_allowed
+
+    n = catalog.count()
+    if n < min_check_images(out_dim):
+        return {
+            "use": False,
+            "n": n,
+            "method": "self-check",
+            "reason": f"fewer than {min_check_images(out_dim)} images: not checked, off",
+        }
+    rng = np.random.default_rng(seed)
+    keep = min(1.0, CHECK_SAMPLE / n)
+    ids_parts, raw_parts = [], []
+    for ids, raw in catalog.iter_descriptors():
+        pick = rng.random(len(ids)) < keep
+        ids_parts.append(np.asarray(ids)[pick])
+        raw_parts.append(np.asarray(raw, dtype=np.float32)[pick])
+    ids = np.concatenate(ids_parts)
+    raw = np.concatenate(raw_parts)
+    held = rng.choice(len(ids), min(held_out_count(n), len(ids) // 4), replace=False)
+    ok, copies = describe_copies(ids[held]) if describe_copies is not None else (None, None)
+    if ok is None or ok.sum() < max(10, len(held) // 2):
+        use = whitening_allowed(n, out_dim)
+        return {
+            "use": bool(use),
+            "n": n,
+            "method": "size rule",
+            "reason": "too few image files to make copies from: the size rule decides",
+        }
+    verdict, _ = check_whitening(raw, held[ok], copies, fit)
+    return {"n": n, "method": "self-check", **verdict.to_dict()}

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from lookalike.errors import ConfigError, ExecutorError, ImageError
+from lookalike.errors import ConfigError, ExecutorError, ImageError, IndexMismatchError
 from lookalike.extract import Extractor
 from lookalike.pipeline import Extracted
 
@@ -42,6 +42,13 @@ class ExtractionWorker:
     """The body of one Ray actor (wrapped with `ray.remote` when the executor starts)."""
 
     def __init__(self, settings: dict, threads: int | None) -> None:
+        trained = None
+        if settings.get("model_dir"):  # a model from `lookalike train`
+            from lookalike.training.model_dir import load_trained_model
+
+            trained = load_trained_model(settings["model_dir"])
+            if trained.hash != settings.get("model_hash"):
+                raise IndexMismatchError(f"{trained.path}: the model changed on this worker")
         self.extractor = Extractor(
             settings["model"],
             settings["descriptor"],
@@ -49,6 +56,7 @@ class ExtractionWorker:
             settings["scales"],
             runtime=settings["runtime"],
             threads=threads,
+            trained=trained,
         )
         _ = self.extractor.backbone  # load now: a model that cannot load fails at start
 
@@ -188,6 +196,8 @@ class RayExecutor:
             "max_side": extractor.max_side,
             "scales": list(extractor.scales),
             "runtime": extractor.runtime,
+            "model_dir": str(extractor.trained.path) if extractor.trained else None,
+            "model_hash": extractor.trained.hash if extractor.trained else None,
         }
         key = tuple(sorted((k, str(v)) for k, v in settings.items()))
         if self._actor_key != key:

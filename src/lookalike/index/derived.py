@@ -2,8 +2,9 @@
 
 The catalog holds raw descriptors (the source of truth). From them come, like an estimator's
 fitted attributes:
-  - the PCA-whitening (whitening.npz), learned once the collection is large enough and
-    re-learned when it doubles;
+  - the PCA-whitening (whitening.npz), turned on only where the label-free self-check of
+    lookalike.whitening_check says it helps this collection, re-checked and re-learned when
+    the collection doubles;
   - the search vectors (raw -> L2 -> whitening -> L2) and the FAISS index over them
     (vectors.faiss), with database-side augmentation (DBA) when the settings ask for it.
 
@@ -20,6 +21,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from lookalike import whitening_check
 from lookalike.errors import ConfigError, IndexCorruptError
 from lookalike.index.backends import backend_for
 from lookalike.index.manifest import WhiteningState
@@ -28,6 +30,7 @@ from lookalike.index.vectors import VectorIndex, needs_training
 from lookalike.pooling import l2n
 from lookalike.postprocess.qe import Expansion, parse_expansion
 from lookalike.whitening import Whitening, fit_whitening, whitening_allowed
+from lookalike.whitening_check import decide_whitening
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,9 @@ class Derived:
         self.backend = backend_for(store)
         # A running sync's phase reporter (lookalike.sync): told when whitening is trained.
         self.on_phase: Callable[..., None] | None = None
+        # Set by the Index facade: describes edited copies of catalog images for the whitening
+        # self-check (lookalike.whitening_check.copy_describer); None: the size rule decides.
+        self.describe_copies: Callable | None = None
 
     # -- search space ------------------------------------------------------------------------
 
@@ -199,10 +205,43 @@ class Derived:
             return False
         out_dim = min(s.whiten_dim, dim)
         current = manifest.whitening
-        if not whitening_allowed(n, out_dim):
-            return False
         if current is not None and n < WHITENING_RETRAIN_GROWTH * current.trained_on:
             return False
+        checked = manifest.whitening_check
+        if (
+            checked is not None
+            and checked.get("method") == "self-check"
+            and n < WHITENING_RETRAIN_GROWTH * checked.get("n", 0)
+        ):
+            return False  # decided by evidence at this size; re-checked when it doubles
+        if n < whitening_check.min_check_images(out_dim) and current is None:
+            return False  # too few images to check: off (nothing recorded, nothing to undo)
+        reported = False
+        if checked is not None and checked.get("method") == "size rule":
+            # no image files to check on (precomputed vectors): the size rule, cheaply
+            verdict = {**checked, "n": n, "use": whitening_allowed(n, out_dim)}
+        else:
+            reported = self.on_phase is not None
+            if self.on_phase is not None:
+                self.on_phase("checking whitening")
+            verdict = decide_whitening(
+                store.catalog, out_dim, self.describe_copies, lambda r: fit_whitening(r, out_dim)
+            )
+        manifest.whitening_check = verdict
+        log.info("whitening self-check on %d images: %s", n, verdict)
+        if not verdict["use"]:
+            if reported and self.on_phase is not None:
+                self.on_phase("building index")
+            if current is None:
+                store.save_manifest()
+                return False
+            # it was on and the evidence now says off: drop it, rebuild the vectors raw
+            manifest.whitening = None
+            self._whitening = None
+            self._whitening_loaded = True
+            store.save_manifest()
+            (store.path / current.file).unlink(missing_ok=True)
+            return True
         if self.on_phase is not None:
             self.on_phase("training whitening")
         # normalized in place: at 100k x 1280 every copy of the sample is 0.5 GB

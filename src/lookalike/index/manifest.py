@@ -116,6 +116,8 @@ class Manifest(BaseModel):
     settings: IndexSettings
     dim: int | None = None  # raw descriptor dimension, known after the first vector
     whitening: WhiteningState | None = None
+    # the last whitening decision (lookalike.whitening_check.decide_whitening): numbers, reason
+    whitening_check: dict | None = None
     index_key: str | None = None  # the FAISS key of the index file on disk
     index_params: str = ""
     index_generation: int = -1  # catalog generation the FAISS file reflects

@@ -360,6 +360,12 @@ def _train_loop(
         log.info("epoch %d: loss %.4f, p %.3f", epoch, losses[-1], float(head.gem.p.detach()))
         if not math.isfinite(losses[-1]):
             raise ConfigError("training diverged (loss is not finite); try a smaller lr")
+    if steps == 0:
+        raise ConfigError(
+            f"the time budget ({config.minutes:g} min) ran out before the first training step "
+            f"(the frozen layers' pass over {len(cache)} images took {cache_seconds:.0f} s); "
+            "give more --minutes"
+        )
     head.eval()
     model.eval()
     for param in model.parameters():
