@@ -6,7 +6,7 @@ added with `Index.add_vectors`; then `refresh()` rebuilds the FAISS vectors from
 (what happens at the end of every sync that changed anything when DBA is on). The quality
 effect of DBA is measured separately (BENCHMARKS.md, retrieval components).
 
-    .venv/bin/python benchmarks/dba_cost.py [--sizes 10000,30000]
+    .venv/bin/python benchmarks/dba_cost.py [--sizes 10000,30000] [--out dba_cost.json]
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ def rebuild_seconds(n: int, dba: str | None, x: np.ndarray) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="10000,30000")
+    ap.add_argument("--out", default="dba_cost.json", help="file name under results/")
     args = ap.parse_args()
     rows = []
     print(f"{'N':>8} {'plain s':>9} {'DBA s':>9} {'ratio':>7}")
@@ -62,7 +63,7 @@ def main() -> None:
         )
         print(f"{n:>8} {plain:>9.2f} {dba:>9.2f} {dba / plain:>7.1f}", flush=True)
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "dba_cost.json"
+    out = RESULTS / args.out
     out.write_text(json.dumps({"rows": rows, "note": "Flat index, 2 shared cores"}, indent=2))
     print(f"wrote {out}")
 

@@ -23,6 +23,10 @@ defaults. The rule therefore refuses whitening for small collections: at least 2
 vectors and 8 per output dimension (256 -> 2,048). Above that size the benefit is taken from
 the literature (whitening learned on tens of thousands of images helps instance retrieval), not
 measured here: the shipped photos cannot make a collection that large with distinct content.
+
+An index no longer uses that rule when it has image files: lookalike.whitening_check decides
+per collection by a label-free self-check; the rule remains for indexes of precomputed
+vectors, which have no images to check on.
 """
 
 from __future__ import annotations

@@ -189,12 +189,16 @@ def search_cmd(
         typer.Option(
             "--text",
             help="Search by words instead of an image: 'bicycle', 'dog', 'a cup of coffee' "
-            "(ranked by the CNN's probability for the matching ImageNet classes).",
+            "(ranked by the CNN's probability for the matching ImageNet classes), or the name "
+            "of one of your own classes attached with train-classes.",
         ),
     ] = None,
     tag: Annotated[
         str | None,
-        typer.Option(help="With an image query: keep only results whose content matches WORD."),
+        typer.Option(
+            help="With an image query: keep only results whose content matches WORD (an "
+            "ImageNet word or one of your own classes from train-classes)."
+        ),
     ] = None,
     tag_mode: Annotated[
         str, typer.Option(help="'filter' (keep only tagged results) or 'boost' (rank them up).")
