@@ -31,7 +31,7 @@ from lookalike.index.manifest import IndexSettings, Manifest
 from lookalike.index.store import CATALOG_NAME, LOCK_NAME, VECTORS_NAME, Store, is_index
 from lookalike.index.vectors import VectorIndex
 from lookalike.postprocess.qe import Expansion
-from lookalike.search import LOCALIZE_MAX, Box, Hit, Searcher, SearchOptions
+from lookalike.search import LOCALIZE_MAX, Box, Hit, Searcher, SearchOptions, TextHits
 from lookalike.sync import DEFAULT_BATCH, SyncProgress, SyncReport, Writer
 from lookalike.whitening_check import copy_describer
 
@@ -322,9 +322,11 @@ class Index:
 
     # -- words (tags, text search, classification, duplicates) ------------------------------
 
-    def search_text(self, text: str, k: int = 10, *, min_score: float | None = None) -> list[Hit]:
+    def search_text(self, text: str, k: int = 10, *, min_score: float | None = None) -> TextHits:
         """Images whose content matches the words ("bicycle", "a cup of coffee"), ranked by the
-        probability the CNN gave the matching ImageNet classes (that mass is the `score`)."""
+        probability the CNN gave the matching ImageNet classes (that mass is the `score`).
+        The result is a list of Hit that also carries `match` (the classes the words meant,
+        the nearest ones) and `note` (why it is empty, when it is)."""
         return self.searcher.search_text(text, k, min_score=min_score)
 
     def classify(self, image: str | Path | Image.Image, k: int = 5) -> list:

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -26,6 +27,9 @@ from lookalike.index.derived import Derived
 from lookalike.index.store import Store
 from lookalike.index.vectors import VectorIndex
 from lookalike.postprocess.qe import Expansion, parse_expansion
+
+if TYPE_CHECKING:
+    from lookalike.text import TextMatch
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,17 @@ class Hit:
         if self.tags is not None:
             out["tags"] = [dict(t) for t in self.tags]
         return out
+
+
+class TextHits(list):
+    """The hits of a text search, best first (a list of Hit), plus `match`: what the words
+    were matched to (lookalike.text.TextMatch: classes, nearest classes, unmatched words), and
+    `note`: why there are no hits (None when there are some)."""
+
+    def __init__(self, hits: Sequence[Hit], match: TextMatch, note: str | None = None):
+        super().__init__(hits)
+        self.match = match
+        self.note = note
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,10 +187,12 @@ class Searcher:
             hits = self._localize(raw, hits, options.rerank)
         return hits
 
-    def search_text(self, text: str, k: int, *, min_score: float | None = None) -> list[Hit]:
+    def search_text(self, text: str, k: int, *, min_score: float | None = None) -> TextHits:
         """Images whose content matches the words ("bicycle", "a cup of coffee"), ranked by the
-        probability the CNN gave the matching ImageNet classes (that mass is the `score`)."""
-        return self.hits(tags.text_pairs(self.store, text, k, min_score=min_score))
+        probability the CNN gave the matching ImageNet classes (that mass is the `score`); the
+        result also says what the words matched and, when empty, why (`TextHits`)."""
+        pairs, match, note = tags.text_search(self.store, text, k, min_score=min_score)
+        return TextHits(self.hits(pairs), match, note)
 
     def hits(self, pairs: Sequence[tuple[int, float]]) -> list[Hit]:
         """(image id, score) pairs -> hits with path and tags (ids no longer in the catalog

@@ -21,6 +21,7 @@ from lookalike.labels import labels_from_pairs
 
 if TYPE_CHECKING:
     from lookalike.index.store import Store
+    from lookalike.text import TextMatch
 
 TAG_EXACT_MAX = 20_000  # a tag filter matching at most this many images scores them all exactly
 TAG_BOOST = 0.2  # tag_mode="boost": score + TAG_BOOST * probability mass on the tag's classes
@@ -33,7 +34,7 @@ def text_classes(text: str) -> dict[int, float]:
     """ImageNet class id -> weight for a text query (see lookalike.text)."""
     from lookalike.text import default_matcher
 
-    return {m.class_id: m.weight for m in default_matcher().classes(text)}
+    return default_matcher().match(text).weights()
 
 
 def check_tag_mode(tag_mode: str) -> None:
@@ -56,17 +57,54 @@ def paths_and_tags(
 
 def text_pairs(store: Store, text: str, k: int, *, min_score: float | None = None) -> list[Pair]:
     """Images whose stored classes match the words, best first; score = probability mass."""
+    return text_search(store, text, k, min_score=min_score)[0]
+
+
+def text_search(
+    store: Store, text: str, k: int, *, min_score: float | None = None
+) -> tuple[list[Pair], TextMatch, str | None]:
+    """(pairs, what the words matched, why there are no pairs or None): `text_pairs` that also
+    explains an empty answer (no class close to the words; an index without tags; no tagged
+    image among the matched classes; every score below `min_score`)."""
+    from lookalike.text import TextMatch, default_matcher
+    from lookalike.training.heads import class_pairs
+
     if k < 1:
         raise ConfigError(f"k must be at least 1, got {k}")
-    from lookalike.training.heads import class_pairs
 
     own = class_pairs(store, text, k, min_score)  # a class of the user's attached head
     if own is not None:
-        return own
-    weights = text_classes(text)
+        note = None if own else f"no image scored for {text!r}, a class of the index's own head"
+        return own, TextMatch(text, ()), note
+    match = default_matcher().match(text)
+    pairs: list[Pair] = []
+    if match.classes:
+        with store.lock:
+            pairs = store.catalog.search_labels(match.weights(), k)
+    kept = [p for p in pairs if min_score is None or p[1] >= min_score]
+    if kept:
+        return kept, match, None
+    if pairs:
+        return kept, match, f"{match.explain()}; no image scored at least {min_score}"
+    return kept, match, _empty_note(store, match)
+
+
+def _empty_note(store: Store, match: TextMatch) -> str:
+    if not match.classes:
+        return match.explain()
     with store.lock:
-        pairs = store.catalog.search_labels(weights, k)
-    return [p for p in pairs if min_score is None or p[1] >= min_score]
+        total = store.catalog.count()
+        unlabelled = store.catalog.unlabelled_count()
+    if total == 0:
+        return "the index holds no images yet"
+    if unlabelled == total:
+        return (
+            "this index stores no tags (it was built from bare vectors, e.g. by `lookalike "
+            "eval` or Index.add_vectors), so it cannot be searched by words; build an index "
+            "with `lookalike index FOLDER --index PATH`, which stores each image's top classes"
+        )
+    missing = f" ({unlabelled} of {total} images have no tags)" if unlabelled else ""
+    return f"{match.explain()}, but no indexed image has those among its top classes{missing}"
 
 
 def tagged_images(store: Store, tag: str) -> dict[int, float]:

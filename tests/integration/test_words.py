@@ -140,9 +140,91 @@ def test_text_search_words_and_phrases(index, text, expected):
 
 
 def test_text_search_with_nothing_matching(index):
-    assert index.search_text("elephant", 5) == []
+    hits = index.search_text("elephant", 5)
+    assert hits == []
+    # it says why: the words matched elephant classes, but no image is tagged with them
+    assert "elephant" in hits.note.lower() and "no indexed image" in hits.note
     with pytest.raises(ConfigError):
         index.search_text("   ", 5)
+
+
+def test_text_search_far_from_every_class_names_the_nearest(index):
+    hits = index.search_text("city at night", 5)
+    assert hits == [] and not hits.match.classes
+    assert len(hits.match.nearest) == 5
+    names = [class_names()[i] for i, _ in hits.match.nearest]
+    assert names[0].split(",")[0] in hits.note and "nearest" in hits.note
+
+
+def test_text_search_on_an_index_without_tags_says_so(index, tmp_path):
+    ids, vectors = index.catalog.descriptors(list(range(1, 4)))
+    with Index.create(tmp_path / "bare") as bare:
+        bare.add_vectors([f"v{i}.jpg" for i in ids], vectors)
+        hits = bare.search_text("a cup of coffee", 5)
+    assert hits == [] and hits.match.classes  # the words matched, the index has no tags
+    assert "stores no tags" in hits.note and "lookalike index" in hits.note
+
+
+def test_people_find_the_astronaut(index):
+    # ImageNet has no person class: people words cover the person classes and, at half
+    # weight, clothing; the astronaut photo is tagged football helmet / crash helmet.
+    for text in ("people", "a person"):
+        hits = index.search_text(text, 3)
+        assert hits and _name(hits[0].path) == "astronaut", (text, [h.path for h in hits])
+
+
+@pytest.mark.parametrize(
+    ("text", "wanted", "unwanted"),
+    [
+        ("sunset at the beach", {"seashore", "lakeside"}, {"sunglasses"}),
+        ("a sandy beach by the sea", {"seashore", "sandbar"}, set()),
+        ("people", {"ballplayer", "groom", "scuba diver", "suit", "jersey"}, set()),
+        ("flowers", {"daisy"}, set()),
+        ("a cup of coffee", {"espresso", "cup", "coffee mug"}, {"teapot"}),
+        ("a red bus", {"school bus", "trolleybus", "minibus"}, {"red wine"}),
+        ("dog playing in the snow", {"snowplow", "golden retriever"}, set()),
+    ],
+)
+def test_phrases_match_sensible_classes(text, wanted, unwanted):
+    from lookalike.text import default_matcher
+
+    match = default_matcher().match(text)
+    got = {class_names()[m.class_id].split(",")[0] for m in match.classes}
+    assert wanted <= got, (text, sorted(got))
+    assert not (unwanted & got), (text, sorted(got))
+
+
+def test_sunset_at_the_beach_reports_the_word_it_could_not_use():
+    from lookalike.text import default_matcher
+
+    match = default_matcher().match("sunset at the beach")
+    assert match.unmatched == ("sunset",)
+    assert "not matched: sunset" in match.explain()
+
+
+def test_onnx_sentence_model_equals_sentence_transformers():
+    import sentence_transformers as st  # the reference; a dev dependency, not a runtime one
+
+    from lookalike.sentence import SentenceEncoder, model_dir
+
+    texts = ["sunset at the beach", "a cup of coffee", "x " * 400, "Ünïcödé café", "dog"]
+    ours = SentenceEncoder().encode(texts)
+    ref = st.SentenceTransformer(str(model_dir()), device="cpu").encode(
+        texts, normalize_embeddings=True, convert_to_numpy=True
+    )
+    assert np.abs(ours - ref).max() < 1e-4
+
+
+def test_shipped_class_embeddings_match_the_model():
+    from lookalike.sentence import SentenceEncoder
+    from lookalike.text import class_texts, shipped_class_embeddings
+
+    shipped = shipped_class_embeddings()
+    assert shipped is not None and shipped.shape == (1000, 384)
+    rows = list(range(0, 1000, 37))
+    fresh = SentenceEncoder().encode([class_texts()[i] for i in rows])
+    cos = np.sum(fresh * shipped[rows], axis=1)
+    assert cos.min() > 0.999, cos.min()
 
 
 def test_tag_filter_and_boost(index, photo_dir):

@@ -276,11 +276,15 @@ def search_cmd(
             if not path.exists():
                 raise ConfigError(f"{query}: file not found")
             hits = idx.search(path, k, box=region, **options)
+    note = getattr(hits, "note", None)  # a text search says why it found nothing
     if as_json:
-        typer.echo(json.dumps({"query": query, "hits": [h.to_dict() for h in hits]}))
+        out = {"query": query, "hits": [h.to_dict() for h in hits]}
+        if hasattr(hits, "match"):
+            out.update(matched=hits.match.to_dict(), note=note)
+        typer.echo(json.dumps(out))
         return
     if not hits:
-        typer.echo("no results")
+        typer.echo(f"no results: {note}" if note else "no results")
     for rank, h in enumerate(hits, 1):
         where = f"  box:{','.join(map(str, h.box))}" if h.box is not None else ""
         tags = f"  [{h.tags[0]['name'].split(',')[0]} {h.tags[0]['prob']:.2f}]" if h.tags else ""

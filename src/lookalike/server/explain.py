@@ -13,7 +13,9 @@ def explain_text(index, text: str, hits: list) -> dict:  # noqa: ANN001 - Index,
     from lookalike.labels import class_name
     from lookalike.text import default_matcher
 
-    matches = default_matcher().classes(text)
+    # Index.search_text already matched the words (TextHits.match): reuse it.
+    match = getattr(hits, "match", None) or default_matcher().match(text)
+    matches = match.classes
     matched = [
         {
             "class_id": m.class_id,
@@ -29,10 +31,11 @@ def explain_text(index, text: str, hits: list) -> dict:  # noqa: ANN001 - Index,
             count = index.catalog.count()
             untagged = index.catalog.unlabelled_count()
         if not matched:
+            nearest = ", ".join(f"{class_name(i).split(',')[0]} {s:.2f}" for i, s in match.nearest)
             reason = (
-                f"no ImageNet class is close to “{text}”: text search knows the 1,000 ImageNet "
-                "classes (objects, animals, places such as “seashore”); try a word for what is "
-                "in the picture, or search with a photo"
+                f"no ImageNet class is close to “{text}” (the nearest: {nearest}): text search "
+                "knows the 1,000 ImageNet classes (objects, animals, places such as "
+                "“seashore”); try a word for what is in the picture, or search with a photo"
             )
         elif count and untagged == count:
             reason = (
@@ -42,4 +45,7 @@ def explain_text(index, text: str, hits: list) -> dict:  # noqa: ANN001 - Index,
         else:
             names = ", ".join(m["name"].split(",")[0] for m in matched[:MATCHED_SHOWN])
             reason = f"no picture here was tagged with {names}"
-    return {"matched": matched[:MATCHED_SHOWN], "reason": reason}
+    nearest_classes = [
+        {"class_id": i, "name": class_name(i), "similarity": round(s, 4)} for i, s in match.nearest
+    ]
+    return {"matched": matched[:MATCHED_SHOWN], "reason": reason, "nearest": nearest_classes}
