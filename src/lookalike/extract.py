@@ -42,6 +42,7 @@ class Extractor:
         runtime: str = "onnx",
         threads: int | None = None,
         trained: TrainedModel | None = None,
+        precision: str = "fp32",
     ) -> None:
         # A trained model (lookalike train) fixes the base, the descriptor (GeM with its
         # learned p) and adds its supervised whitening after pooling.
@@ -56,6 +57,7 @@ class Extractor:
         self.scales = tuple(float(s) for s in scales)
         self.runtime = runtime
         self.threads = threads
+        self.precision = precision
         self._backbone = None
 
     @classmethod
@@ -80,6 +82,7 @@ class Extractor:
             settings.max_side,
             settings.scales,
             trained=trained,
+            precision=settings.precision,
         )
 
     @property
@@ -95,7 +98,10 @@ class Extractor:
                 from lookalike.backbone import load_backbone
 
                 self._backbone = load_backbone(
-                    self.model, runtime=self.runtime, threads=self.threads
+                    self.model,
+                    runtime=self.runtime,
+                    threads=self.threads,
+                    precision=self.precision,
                 )
         return self._backbone
 

@@ -127,4 +127,16 @@ def test_settings_are_frozen():
         "descriptor": "gem:p=3",
         "max_side": 480,
         "scales": [1.0],
+        "precision": "fp32",
     }
+
+
+def test_precision_is_checked_and_old_manifests_read_as_fp32(tmp_path):
+    with pytest.raises(ConfigError, match="precision"):
+        validate_settings(precision="int4")
+    assert validate_settings(precision="int8").precision == "int8"
+    write_manifest(tmp_path, Manifest(lookalike_version="0", settings=IndexSettings()))
+    raw = json.loads((tmp_path / "manifest.json").read_text())
+    del raw["settings"]["precision"]  # as written before the setting existed
+    (tmp_path / "manifest.json").write_text(json.dumps(raw))
+    assert read_manifest(tmp_path).settings.precision == "fp32"

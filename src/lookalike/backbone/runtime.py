@@ -122,17 +122,32 @@ class TorchBackbone(Backbone):
 
 class OnnxBackbone(Backbone):
     """ONNX Runtime on the CPU execution provider; `threads` sets intra-op threads
-    (None: ONNX Runtime's default, one per physical core)."""
+    (None: ONNX Runtime's default, one per physical core). `precision`: "fp32" (the exported
+    graph) or "int8" (its static QDQ quantization, lookalike.backbone.quantize)."""
 
     runtime = "onnx"
 
     def __init__(
-        self, name: str = "lite0", threads: int | None = None, path: Path | None = None
+        self,
+        name: str = "lite0",
+        threads: int | None = None,
+        path: Path | None = None,
+        precision: str = "fp32",
     ) -> None:
         super().__init__(name)
         import onnxruntime as ort
 
-        self.path = export_onnx(name, path)
+        if precision not in PRECISIONS:
+            raise ConfigError(
+                f"unknown precision {precision!r}; known precisions: {', '.join(PRECISIONS)}"
+            )
+        self.precision = precision
+        if precision == "int8":
+            from lookalike.backbone.quantize import quantize_int8
+
+            self.path = quantize_int8(name, path)
+        else:
+            self.path = export_onnx(name, path)
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = max(1, int(threads))
@@ -148,12 +163,18 @@ class OnnxBackbone(Backbone):
 
 
 def load_backbone(
-    name: str = "lite0", runtime: str = "onnx", threads: int | None = None
+    name: str = "lite0",
+    runtime: str = "onnx",
+    threads: int | None = None,
+    precision: str = "fp32",
 ) -> Backbone:
-    """Build a backbone by model name (`MODELS`) and runtime ("onnx" or "torch")."""
+    """Build a backbone by model name (`MODELS`), runtime ("onnx" or "torch") and, for ONNX,
+    precision (`PRECISIONS`: "fp32" or "int8")."""
     get_model_info(name)
     if runtime == "onnx":
-        return OnnxBackbone(name, threads=threads)
+        return OnnxBackbone(name, threads=threads, precision=precision)
+    if precision != "fp32":
+        raise ConfigError(f"precision {precision!r} needs the onnx runtime")
     if runtime == "torch":
         return TorchBackbone(name, threads=threads)
     raise ConfigError(f"unknown runtime {runtime!r}; known runtimes: {', '.join(RUNTIMES)}")

@@ -57,6 +57,7 @@ class ExtractionWorker:
             runtime=settings["runtime"],
             threads=threads,
             trained=trained,
+            precision=settings.get("precision", "fp32"),
         )
         _ = self.extractor.backbone  # load now: a model that cannot load fails at start
 
@@ -196,6 +197,7 @@ class RayExecutor:
             "max_side": extractor.max_side,
             "scales": list(extractor.scales),
             "runtime": extractor.runtime,
+            "precision": extractor.precision,
             "model_dir": str(extractor.trained.path) if extractor.trained else None,
             "model_hash": extractor.trained.hash if extractor.trained else None,
         }

@@ -70,6 +70,19 @@ class IndexSettings(BaseModel):
             raise ValueError("dba needs the faiss store (augmented vectors are rebuilt in memory)")
         return self
 
+    # the CNN's arithmetic: "fp32" (the exported graph) or "int8" (its static quantization);
+    # manifests written before this setting existed read as "fp32"
+    precision: str = "fp32"
+
+    @field_validator("precision")
+    @classmethod
+    def _known_precision(cls, value: str) -> str:
+        from lookalike.backbone.facts import PRECISIONS
+
+        if value not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {value!r}")
+        return value
+
     @field_validator("dba")
     @classmethod
     def _dba_spec(cls, value: str | None) -> str | None:
@@ -95,6 +108,7 @@ class IndexSettings(BaseModel):
             "descriptor": self.descriptor,
             "max_side": self.max_side,
             "scales": list(self.scales),
+            "precision": self.precision,
         }
         if self.model_dir is not None:
             out.update(model_dir=self.model_dir, model_hash=self.model_hash)
