@@ -4,13 +4,18 @@
 index's sync consumes it. Each result is either an `Extracted` (file facts + features) or the
 `ImageError` explaining why the file was skipped.
 
-How the work is laid out (see BENCHMARKS.md, "Indexing throughput"):
+How the work is laid out (see BENCHMARKS.md, "Indexing against the serial loop"):
 
-- Worker processes (forkserver context on Linux, spawn elsewhere; they import NumPy, Pillow and
-  `lookalike.images`, never torch or ONNX Runtime) stat, hash and decode each file, applying
-  EXIF orientation, `Image.draft` for big JPEGs and the resize to `max_side`, and send back a
-  uint8 array. Decoding thus runs on other cores while the main process runs the CNN.
-- The main process groups decoded images by exact shape (phone photos resized to a long side
+- Decoding threads (default; `decode="threads"`) stat, hash and decode each file, applying
+  EXIF orientation, `Image.draft` for big JPEGs and the resize to `max_side`, and hand back a
+  uint8 array. Pillow's decoders and resizes and hashlib release the GIL, so a decoding thread
+  runs on the core ONNX Runtime leaves idle, without the start-up, pickling and memory of
+  worker processes (measured on 2 cores: as fast or faster, and no `if __name__ ==
+  "__main__"` guard needed in scripts). `decode="processes"` decodes in worker processes
+  instead (forkserver on Linux, spawn elsewhere; they import NumPy, Pillow and
+  `lookalike.images`, never torch or ONNX Runtime), for machines where decoding, not the CNN,
+  is the bottleneck.
+- The main thread groups decoded images by exact shape (phone photos resized to a long side
   of 480 mostly share two shapes, landscape and portrait) and runs one ONNX Runtime call per
   bucket of `batch_size` images (`Extractor.describe_batch`).
 - Back-pressure: at most `prefetch` files are being decoded and at most `max_pending` decoded
@@ -50,6 +55,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BATCH = 8  # ONNX Runtime lite0 at 480x360 on 2 cores: batch 4-8 beats batch 1 by ~35 %
 SMALL_JOB = 16  # fewer files than this are decoded in-process (starting workers costs ~0.3 s)
+DECODERS = ("threads", "processes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +202,7 @@ def extract_one(path: str, extractor: Extractor) -> Extracted:
 
 
 def default_workers() -> int:
-    """Decoding processes: half the cores (the CNN's threads use the rest), 1 to 4."""
+    """Decoding threads or processes: half the cores (the CNN's threads use the rest), 1 to 4."""
     return max(1, min(4, (os.cpu_count() or 2) // 2))
 
 
@@ -236,7 +242,14 @@ class _Decoder:
     """Ordered, bounded decoding in worker processes, in threads (fallback), or in-process
     when `workers` is 0."""
 
-    def __init__(self, paths: Sequence[str], max_side: int, workers: int, prefetch: int):
+    def __init__(
+        self,
+        paths: Sequence[str],
+        max_side: int,
+        workers: int,
+        prefetch: int,
+        threads: bool = True,
+    ):
         self.paths = paths
         self.max_side = max_side
         self.workers = workers
@@ -244,7 +257,7 @@ class _Decoder:
         self._next = 0
         self._inflight: deque[tuple[str, Future]] = deque()
         self._pool: Executor | None = None
-        self._use_threads = not _main_is_importable()
+        self._use_threads = threads or not _main_is_importable()
         self._delivered = 0  # results delivered by the current pool
 
     def _start_pool(self) -> None:
@@ -318,14 +331,17 @@ def extract_files(
     batch_size: int = DEFAULT_BATCH,
     prefetch: int | None = None,
     max_pending: int | None = None,
+    decode: str = "threads",
 ) -> Iterator[Extracted | ImageError]:
     """Yield one result per path, in order.
 
-    `workers` decoding processes (default: `default_workers()`; 0 decodes in this process, as
-    do jobs of fewer than 16 files) run ahead of the CNN by at most `prefetch` files; decoded
-    images are grouped by shape and described `batch_size` at a time; at most `max_pending`
-    decoded images wait for the CNN.
+    `workers` decoding threads, or processes with `decode="processes"` (default:
+    `default_workers()`; 0 decodes in the calling thread, as do jobs of fewer than 16 files),
+    run ahead of the CNN by at most `prefetch` files; decoded images are grouped by shape and
+    described `batch_size` at a time; at most `max_pending` decoded images wait for the CNN.
     """
+    if decode not in DECODERS:
+        raise ValueError(f"decode must be one of {', '.join(DECODERS)}, got {decode!r}")
     paths = list(paths)
     batch_size = max(1, int(batch_size))
     if workers is None:
@@ -348,7 +364,7 @@ def extract_files(
         for i, result in zip(members, _describe(items, extractor), strict=True):
             slots[i] = result
 
-    decoder = _Decoder(paths, extractor.max_side, workers, prefetch)
+    decoder = _Decoder(paths, extractor.max_side, workers, prefetch, threads=decode == "threads")
     for n, item in enumerate(decoder):
         if isinstance(item, Decoded):
             slots[n] = item

@@ -172,8 +172,10 @@ def test_kill_9_at_several_moments_then_resume(tmp_path, many_photos):
     for threshold in (1, 30, 60):
         proc = _start(many_photos, index)
         _wait_for(proc, index, threshold)
-        # mid-run the command has helpers (forkserver, workers, resource tracker): all must die
-        assert len(_kill_9(proc)) >= 3
+        # `lookalike index` decodes in threads: no helper process may outlive the command
+        # (with decode="processes" it has a forkserver, workers and a resource tracker; the
+        # pipeline tests kill those separately)
+        _kill_9(proc)
         n = _assert_consistent(index)
         assert threshold <= n < N_FILES, n
         state = _state(index)

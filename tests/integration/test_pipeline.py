@@ -1,4 +1,5 @@
-"""The bulk extraction pipeline: decoding in worker processes, shape buckets, batched CNN runs.
+"""The bulk extraction pipeline: decoding in threads (or worker processes), shape buckets,
+batched CNN runs.
 
 Results must come out one per path, in input order, equal to describing each file on its own,
 whatever the number of workers, the batch size or the waiting-room bound.
@@ -6,6 +7,7 @@ whatever the number of workers, the batch size or the waiting-room bound.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -63,11 +65,18 @@ def _check(results, paths, reference) -> None:
 
 
 @pytest.mark.parametrize(
-    ("workers", "batch_size", "max_pending"),
-    [(1, 8, None), (2, 3, 3), (0, 4, 5), (0, 1, 1)],
+    ("decode", "workers", "batch_size", "max_pending"),
+    [
+        ("threads", 1, 8, None),
+        ("threads", 2, 3, 3),
+        ("processes", 1, 8, None),
+        ("processes", 2, 3, 3),
+        ("threads", 0, 4, 5),
+        ("threads", 0, 1, 1),
+    ],
 )
 def test_results_in_order_and_equal_to_one_at_a_time(
-    mixed_paths, reference, extractor, workers, batch_size, max_pending
+    mixed_paths, reference, extractor, decode, workers, batch_size, max_pending
 ):
     results = list(
         extract_files(
@@ -76,6 +85,7 @@ def test_results_in_order_and_equal_to_one_at_a_time(
             workers=workers,
             batch_size=batch_size,
             max_pending=max_pending,
+            decode=decode,
         )
     )
     _check(results, mixed_paths, reference)
@@ -99,11 +109,39 @@ def test_empty_input(extractor):
     assert list(extract_files([], extractor, workers=1)) == []
 
 
-def test_stopping_early_shuts_the_workers_down(mixed_paths, extractor):
-    gen = extract_files(mixed_paths * 2, extractor, workers=1, batch_size=2)
+@pytest.mark.parametrize("decode", ["threads", "processes"])
+def test_stopping_early_shuts_the_workers_down(mixed_paths, extractor, decode):
+    import threading
+
+    gen = extract_files(mixed_paths * 2, extractor, workers=1, batch_size=2, decode=decode)
     first = next(gen)
     assert first.path == mixed_paths[0]
     gen.close()  # must not hang or leave the pool running
+    assert not [t for t in threading.enumerate() if t.name.startswith("lookalike-decode")]
+
+
+def test_unknown_decoder_is_refused(mixed_paths, extractor):
+    with pytest.raises(ValueError, match="decode must be one of"):
+        list(extract_files(mixed_paths, extractor, decode="fibres"))
+
+
+def test_a_script_without_main_guard_indexes_with_the_default_decoder(tmp_path, mixed_paths):
+    """Decoding threads need no `if __name__ == "__main__"` guard: a plain script (and one fed
+    on stdin) runs the pipeline with workers and gets every result."""
+    photos = [p for p in mixed_paths if Path(p).exists()][:20]
+    script = tmp_path / "plain.py"
+    script.write_text(
+        "import json, sys\n"
+        "from lookalike.extract import Extractor\n"
+        "from lookalike.pipeline import Extracted, extract_files\n"
+        f"paths = {photos!r}\n"
+        "out = list(extract_files(paths, Extractor(max_side=224), workers=1))\n"
+        "print(json.dumps([isinstance(r, Extracted) for r in out]))\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    flags = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(flags) == len(photos) and sum(flags) >= len(photos) - 1  # the fake JPEG fails
 
 
 def test_describe_batch_matches_describe_image(photos, extractor):
