@@ -24,7 +24,7 @@ from typing import Any
 
 from lookalike.backbone.facts import ONNX_OPSET, get_model_info, onnx_path
 
-__all__ = ["export_onnx", "simplify_same_pads", "write_atomic"]
+__all__ = ["export_onnx", "export_module", "simplify_same_pads", "write_atomic"]
 
 log = logging.getLogger(__name__)
 
@@ -102,27 +102,20 @@ def simplify_same_pads(model: Any) -> int:
     return rewritten
 
 
-def export_onnx(name: str = "lite0", path: Path | None = None, force: bool = False) -> Path:
-    """Export `name` to ONNX (opset 17, dynamic batch/height/width, SAME_UPPER convolutions)
-    unless already cached; returns the graph's path. Needs torch only when it exports."""
-    path = Path(path) if path is not None else onnx_path(name)
-    if path.exists() and not force:
-        return path
+def export_module(model: Any, path: Path, input_size: int = 224) -> Path:
+    """Export an EfficientNetLite-shaped torch module (outputs feature map and logits) to ONNX
+    at `path` the way lookalike exports its backbones: opset 17, dynamic batch/height/width,
+    stride-2 convolutions rewritten to SAME_UPPER (`simplify_same_pads`), written atomically.
+    Needs torch (and onnx). Used by `export_onnx` and by anything exporting a fine-tuned copy."""
     import onnx
     import torch
-
-    from lookalike.backbone.efficientnet import load_model
-
-    size = get_model_info(name).input_size
-    model = load_model(name)
-    log.info("exporting %s to ONNX at %s (once; later runs reuse it)", name, path)
 
     def write(tmp: str) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TracerWarnings and the exporter's deprecation note
             torch.onnx.export(
-                model,
-                (torch.zeros(1, 3, size, size),),
+                model.eval(),
+                (torch.zeros(1, 3, input_size, input_size),),
                 tmp,
                 dynamo=False,
                 opset_version=ONNX_OPSET,
@@ -136,7 +129,19 @@ def export_onnx(name: str = "lite0", path: Path | None = None, force: bool = Fal
             )
         graph = onnx.load(tmp)
         count = simplify_same_pads(graph)
-        log.info("%s: %d convolutions use auto_pad=SAME_UPPER", name, count)
+        log.info("%s: %d convolutions use auto_pad=SAME_UPPER", path.name, count)
         onnx.save(graph, tmp)
 
-    return write_atomic(path, write)
+    return write_atomic(Path(path), write)
+
+
+def export_onnx(name: str = "lite0", path: Path | None = None, force: bool = False) -> Path:
+    """Export `name` to ONNX (opset 17, dynamic batch/height/width, SAME_UPPER convolutions)
+    unless already cached; returns the graph's path. Needs torch only when it exports."""
+    path = Path(path) if path is not None else onnx_path(name)
+    if path.exists() and not force:
+        return path
+    from lookalike.backbone.efficientnet import load_model
+
+    log.info("exporting %s to ONNX at %s (once; later runs reuse it)", name, path)
+    return export_module(load_model(name), path, get_model_info(name).input_size)
