@@ -91,12 +91,15 @@ def main() -> None:
     if args.baseline_src is not None:
         variants["baseline"] = {**base_env, "PYTHONPATH": str(args.baseline_src.resolve())}
 
-    index = work / "index"
     print(f"indexing {len(list((work / 'photos').iterdir()))} photos ...", flush=True)
-    run(["index", str(work / "photos"), "--index", str(index)], base_env)
-    cmds = commands(index, photo)
+    cmds_of = {}
+    for name, env in variants.items():  # each version builds its own index of the same photos
+        index = work / f"index-{name}"
+        run(["index", str(work / "photos"), "--index", str(index)], env)
+        cmds_of[name] = commands(index, photo)
+    cmds = cmds_of["lookalike"]
     for name, env in variants.items():  # warm caches: exports, class embeddings
-        for label, argv in cmds.items():
+        for label, argv in cmds_of[name].items():
             t, _ = run(argv, env)
             print(f"  warm-up {name:9s} {label:22s} {t:6.1f} s", flush=True)
 
@@ -104,9 +107,9 @@ def main() -> None:
     peaks: dict[str, dict[str, float]] = {v: {c: 0.0 for c in cmds} for v in variants}
     load = os.getloadavg()[0]
     for r in range(args.rounds):
-        for label, argv in cmds.items():
+        for label in cmds:
             for name, env in variants.items():  # interleaved: before/after back to back
-                t, rss = run(argv, env)
+                t, rss = run(cmds_of[name][label], env)
                 times[name][label].append(t)
                 peaks[name][label] = max(peaks[name][label], rss)
         print(f"round {r + 1}/{args.rounds} done", flush=True)

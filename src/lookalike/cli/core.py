@@ -86,9 +86,9 @@ def index_cmd(
     precision: Annotated[
         str | None,
         typer.Option(
-            help="The CNN's arithmetic: fp32, or int8 (static quantization: about 1.5-3x "
-            "faster CNN, retrieval mAP within 0.01 of fp32 on our benchmarks; see "
-            "BENCHMARKS.md). [default: fp32]"
+            help="The CNN's arithmetic: fp32, or int8 (static quantization, calibrated once "
+            "on the first use: a faster CNN, retrieval mAP within 0.01 of fp32 on the "
+            "project's benchmarks). [default: fp32]"
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Images committed per transaction.")] = 32,
