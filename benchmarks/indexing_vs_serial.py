@@ -12,7 +12,8 @@ so ONNX Runtime sees constant pads. The photos are generated phone-size JPEGs (6
 lookalike variants, each `pipeline.extract_files` over the same files:
 - `threads`: decoding in threads of this process (the default since the start-up work),
 - `processes`: decoding in worker processes (the previous default),
-- `inline`: decoding in the calling thread (workers=0).
+- `inline`: decoding in the calling thread (workers=0);
+- `threads+int8`: `threads` with the int8 backbone (`precision="int8"`, not the default).
 
 Every variant runs once per round, interleaved with the baseline, and the best of the rounds is
 kept; the table gives images/s and the ratio to the baseline of the same run. Descriptors are
@@ -105,6 +106,7 @@ def run_serial(paths: list[str], graphs: dict[tuple[int, int], Path]) -> tuple[f
 def run_lookalike(paths: list[str], extractor, decode: str) -> tuple[float, np.ndarray]:
     from lookalike.pipeline import Extracted, extract_files
 
+    decode = decode.removesuffix("+int8")
     kwargs = {"workers": 0} if decode == "inline" else {"decode": decode}
     start = time.perf_counter()
     results = list(extract_files(paths, extractor, **kwargs))
@@ -118,7 +120,7 @@ def main() -> None:
     ap.add_argument("--n640", type=int, default=120)
     ap.add_argument("--n4032", type=int, default=24)
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--variants", default="threads,processes,inline")
+    ap.add_argument("--variants", default="threads,processes,inline,threads+int8")
     ap.add_argument("--out", type=Path, default=RESULTS / "indexing_vs_serial.json")
     args = ap.parse_args()
 
@@ -134,17 +136,23 @@ def main() -> None:
     extractor = Extractor("lite0", "gem:p=3", MAX_SIDE)
     _ = extractor.backbone  # load (and export, if not cached) before timing
     variants = [v for v in args.variants.split(",") if v]
+    extractors = {v: extractor for v in variants}
+    if any(v.endswith("+int8") for v in variants):
+        int8 = Extractor("lite0", "gem:p=3", MAX_SIDE, precision="int8")
+        _ = int8.backbone  # quantize (once, cached) before timing
+        extractors.update({v: int8 for v in variants if v.endswith("+int8")})
     load = os.getloadavg()[0]
     rows = []
     for label, paths in sets.items():
         best: dict[str, float] = {}
         vecs: dict[str, np.ndarray] = {}
-        run_lookalike(paths[:8], extractor, "inline")  # warm each shape's ORT set-up
+        for ext in {id(e): e for e in extractors.values()}.values():
+            run_lookalike(paths[:8], ext, "inline")  # warm each shape's ORT set-up
         for r in range(args.rounds):
             t, vecs["serial"] = run_serial(paths, graphs)
             best["serial"] = min(best.get("serial", 1e9), t)
             for v in variants:
-                t, vecs[v] = run_lookalike(paths, extractor, v)
+                t, vecs[v] = run_lookalike(paths, extractors[v], v)
                 best[v] = min(best.get(v, 1e9), t)
             print(f"{label} round {r + 1}: " + ", ".join(f"{k} {v:.1f}s" for k, v in best.items()))
         for v in ["serial", *variants]:

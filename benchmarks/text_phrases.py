@@ -8,8 +8,9 @@ page, the brick wall, the gravel, the grass, the moon) in `--variants` random vi
 (crops of 60-100 %, flips, colour shifts; JPEG), labelled by subject, indexed with lookalike's
 defaults. Each query is a phrase a user might type, with the subjects that answer it.
 
-- before: the matcher as it was (WordNet on the whole query, else the sentence model on the
-  whole query: the classes within 0.08 of the best cosine if the best reaches 0.40, else none);
+- before: the matcher as it was at `--before-rev` (lookalike/text.py from git: WordNet on the
+  whole query, else the sentence model on the whole query: the classes within 0.08 of the best
+  cosine if the best reaches 0.40, else none), its sentence model swapped for today's ONNX one;
 - after: `TextMatcher.match` (margin 0.10, the phrase's WordNet words added, parts matched on
   their own when the whole phrase matches nothing, people words, irregular plurals).
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -94,16 +96,44 @@ def make_set(folder: Path, variants: int, seed: int = 0) -> dict[str, str]:
     return out
 
 
-def before_weights(matcher, text: str) -> dict[int, float]:
-    from lookalike.text import wordnet_classes
+def load_before(rev: str):
+    """lookalike/text.py as it was at git revision `rev`, as a module, its sentence model
+    replaced by today's ONNX one (equal to sentence-transformers to ~1e-7) so that only the
+    matching differs."""
+    import importlib.util
+    import subprocess
 
-    found = wordnet_classes(text) or matcher.embedding_classes(text, margin=0.08)
-    return {m.class_id: m.weight for m in found}
+    from lookalike.text import default_matcher
+
+    root = Path(__file__).resolve().parents[1]
+    source = subprocess.run(
+        ["git", "-C", str(root), "show", f"{rev}:src/lookalike/text.py"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    spec = importlib.util.spec_from_loader("lookalike_text_before", loader=None)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    exec(compile(source, f"{rev}:text.py", "exec"), module.__dict__)
+    old = module.TextMatcher()
+    ours = default_matcher()
+    old.embed = ours.embed
+    old._class_emb = ours.class_embeddings
+    return module, old
+
+
+def before_weights(before, text: str) -> dict[int, float]:
+    module, old = before
+    return {m.class_id: m.weight for m in old.classes(text)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--variants", type=int, default=10)
+    ap.add_argument(
+        "--before-rev", default="08d89bc", help="git revision of the matcher to compare with"
+    )
     ap.add_argument("--out", type=Path, default=RESULTS / "text_phrases.json")
     args = ap.parse_args()
 
@@ -114,6 +144,7 @@ def main() -> None:
     (tmp / "photos").mkdir()
     subjects = make_set(tmp / "photos", args.variants)
     matcher = default_matcher()
+    before = load_before(args.before_rev)
     rows = []
     with Index.create(tmp / "idx") as idx:
         idx.sync([tmp / "photos"])
@@ -121,7 +152,7 @@ def main() -> None:
             relevant = sum(1 for s in subjects.values() if s in wanted)
             row = {"query": text, "relevant": relevant, "ceiling": min(relevant, 10) / 10}
             for name, weights in (
-                ("before", before_weights(matcher, text)),
+                ("before", before_weights(before, text)),
                 ("after", matcher.match(text).weights()),
             ):
                 pairs = idx.catalog.search_labels(weights, 10) if weights else []
@@ -147,6 +178,7 @@ def main() -> None:
     result = {
         "benchmark": "text_phrases",
         "variants": args.variants,
+        "before_rev": args.before_rev,
         "images": len(subjects),
         "mean_p10_before": round(mean_before, 3),
         "mean_p10_after": round(mean_after, 3),
