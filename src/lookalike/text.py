@@ -129,7 +129,8 @@ class TextMatch:
 
     `classes`: what the search uses (empty when nothing in ImageNet-1k is close enough);
     `nearest`: the classes closest to the whole query by the sentence model, (class id,
-    cosine), best first, always filled; `unmatched`: the query's words that matched nothing
+    cosine), best first (empty when WordNet answered and the model was not needed);
+    `unmatched`: the query's words that matched nothing
     when it was taken apart (step 3)."""
 
     text: str
@@ -334,6 +335,9 @@ class TextMatcher:
         words = content_words(text)
         if not words:
             raise ConfigError(f"text query {text!r} has no words to search for")
+        found = wordnet_classes(text)
+        if found:  # no need to load the sentence model
+            return TextMatch(text, tuple(found))
         parts = _parts(words) if len(words) > 1 else []
         # One call to the sentence model for the whole query and all its parts.
         embeddings = self.embed([text.strip(), *parts])
@@ -341,10 +345,6 @@ class TextMatcher:
         whole = sims[:, 0]
         order = np.argsort(-whole)[:NEAREST_SHOWN]
         nearest = tuple((int(i), float(whole[i])) for i in order)
-
-        found = wordnet_classes(text)
-        if found:
-            return TextMatch(text, tuple(found), nearest)
         whole_hits = self._select(whole, margin, max_classes)
         merged: dict[int, ClassMatch] = {m.class_id: m for m in whole_hits}
         covered: set[str] = set()

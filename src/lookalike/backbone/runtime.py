@@ -19,6 +19,7 @@ import numpy as np
 from lookalike.backbone.export import export_onnx
 from lookalike.backbone.facts import (
     MODELS,
+    ONNX_OPSET,
     PRECISIONS,
     ModelInfo,
     cache_dir,
@@ -29,6 +30,7 @@ from lookalike.errors import ConfigError
 
 __all__ = [
     "MODELS",
+    "ONNX_OPSET",
     "PRECISIONS",
     "RUNTIMES",
     "ModelInfo",
