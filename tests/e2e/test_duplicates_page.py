@@ -18,6 +18,8 @@ from PIL import Image
 from lookalike.engine import Index
 from lookalike.samples import sample_photos
 
+# the view draws itself after the page's script has run: wait for its status line to exist
+STATUS = "(document.querySelector('#dupes-status') || {}).textContent"
 CHROMIUM = os.environ.get("LOOKALIKE_CHROMIUM", "/usr/bin/chromium")
 TOKEN = "s3cret-token"
 
@@ -117,7 +119,7 @@ def test_api_returns_what_python_returns(server, collection):
 
 def test_groups_side_by_side_with_sizes_and_keeper(page, server):
     page.goto(f"{server}/duplicates")  # redirects to /?view=duplicates
-    page.wait_for_function("/groups/.test(document.querySelector('#dupes-status').textContent)")
+    page.wait_for_function(f"/groups/.test({STATUS})")
     near = page.locator(".dupe-group[data-kind='near']")
     assert near.count() == 1
     assert _stems(near.locator(".member .path")) == ["coffee", "coffee_half"]
@@ -151,7 +153,7 @@ def test_duplicates_of_one_picture(page, server):
     coffee = httpx.get(f"{server}/api/duplicates", timeout=120).json()["groups"]
     near = next(g for g in coffee if g["kind"] == "near")
     page.goto(f"{server}/?view=duplicates&id={near['ids'][1]}")
-    page.wait_for_function("/groups/.test(document.querySelector('#dupes-status').textContent)")
+    page.wait_for_function(f"/groups/.test({STATUS})")
     assert page.locator(".dupe-group").count() == 1
     assert page.locator("#nav-duplicates").get_attribute("aria-current") == "page"
 
@@ -182,5 +184,5 @@ def test_remove_from_index_needs_the_token_and_keeps_the_file(page, server, coll
     page.click("#dupes-find")
     page.wait_for_function(
         "() => !document.querySelector('.dupe-group[data-kind=near]')"
-        " && /groups|No duplicates/.test(document.querySelector('#dupes-status').textContent)"
+        f" && /groups|No duplicates/.test({STATUS})"
     )
