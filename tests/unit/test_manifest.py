@@ -140,3 +140,14 @@ def test_precision_is_checked_and_old_manifests_read_as_fp32(tmp_path):
     del raw["settings"]["precision"]  # as written before the setting existed
     (tmp_path / "manifest.json").write_text(json.dumps(raw))
     assert read_manifest(tmp_path).settings.precision == "fp32"
+
+
+def test_a_trained_model_needs_its_folder_and_hash_together():
+    from lookalike.errors import ConfigError
+    from lookalike.index.manifest import validate_settings
+
+    s = validate_settings(model_dir="/m", model_hash="abc")
+    assert s.extraction()["model_dir"] == "/m" and s.extraction()["model_hash"] == "abc"
+    with pytest.raises(ConfigError, match="go together"):
+        validate_settings(model_dir="/m")
+    assert "model_dir" not in IndexSettings().extraction()

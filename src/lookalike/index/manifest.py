@@ -94,6 +94,15 @@ class IndexSettings(BaseModel):
             raise ValueError(str(exc).replace("query expansion", "DBA")) from None
         return str(spec) if spec is not None else None
 
+    @model_validator(mode="after")
+    def _trained_model(self) -> IndexSettings:
+        if (self.model_dir is None) != (self.model_hash is None):
+            raise ValueError(
+                "model_dir and model_hash go together (a trained model's folder "
+                "and hash, as lookalike.training.model_dir.resolve_model gives)"
+            )
+        return self
+
     @field_validator("scales")
     @classmethod
     def _scales_positive(cls, value: tuple[float, ...]) -> tuple[float, ...]:
