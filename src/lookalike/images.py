@@ -364,6 +364,8 @@ def crop_box(image: Image.Image, box: tuple[float, float, float, float]) -> Imag
     from lookalike.errors import ConfigError
 
     x0, y0, x1, y1 = (float(v) for v in box)
+    if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+        raise ConfigError(f"box {tuple(box)}: coordinates must be finite numbers")
     w, h = image.size
     x0, x1 = max(0.0, min(x0, w)), max(0.0, min(x1, w))
     y0, y1 = max(0.0, min(y0, h)), max(0.0, min(y1, h))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -29,8 +30,8 @@ def _parse_box(text: str | None) -> tuple[float, float, float, float] | None:
         values = tuple(float(x) for x in parts)
     except ValueError:
         values = ()
-    if len(values) != 4:
-        raise ConfigError(f"--box: expected x0,y0,x1,y1 (four numbers), got {text!r}")
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise ConfigError(f"--box: expected x0,y0,x1,y1 (four finite numbers), got {text!r}")
     x0, y0, x1, y1 = values
     if x1 <= x0 or y1 <= y0:
         raise ConfigError(f"--box {text}: x1 must exceed x0 and y1 must exceed y0")

@@ -39,7 +39,8 @@ def serve_cmd(
         str | None,
         typer.Option(
             envvar="LOOKALIKE_TOKEN",
-            help="Bearer token required for writes; required to bind a non-loopback host.",
+            help="Bearer token required for writes; required to bind a non-loopback host "
+            "(at least 16 characters, no whitespace).",
             show_default=False,
         ),
     ] = None,

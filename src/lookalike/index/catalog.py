@@ -8,6 +8,8 @@ index, the whitening) can tell whether it is up to date.
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -122,6 +124,26 @@ def _encode_phash(pair: tuple[int, int] | None) -> tuple[int | None, int | None]
     if pair is None:
         return None, None
     return _signed64(pair[0]), _signed64(pair[1])
+
+
+def path_to_db(path: str) -> str | bytes:
+    """How a path is stored: as TEXT when it is valid UTF-8, else as the file name's raw bytes
+    (a BLOB). Python gives an undecodable file name as a str with surrogate escapes
+    (os.fsdecode); SQLite cannot store those as TEXT, and the bytes are lossless."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+    return path
+
+
+def path_from_db(value: str | bytes) -> str:
+    """The inverse of path_to_db: a path str, surrogate-escaped where its bytes are not UTF-8."""
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+def _record(row: Sequence) -> ImageRecord:
+    return ImageRecord(row[0], path_from_db(row[1]), *row[2:])
 
 
 class Catalog:
@@ -267,14 +289,14 @@ class Catalog:
             for item in add:
                 self._db.execute(
                     "DELETE FROM labels WHERE image_id IN (SELECT id FROM images WHERE path = ?)",
-                    (item.path,),
+                    (path_to_db(item.path),),
                 )
-                self._db.execute("DELETE FROM images WHERE path = ?", (item.path,))
+                self._db.execute("DELETE FROM images WHERE path = ?", (path_to_db(item.path),))
                 cursor = self._db.execute(
                     "INSERT INTO images(path, size, mtime_ns, hash, width, height, added_at,"
                     " descriptor, phash, phash_mirror) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        item.path,
+                        path_to_db(item.path),
                         item.size,
                         item.mtime_ns,
                         item.hash,
@@ -294,18 +316,18 @@ class Catalog:
                             for rank, (c, p) in enumerate(item.labels)
                         ],
                     )
-                self._db.execute("DELETE FROM skipped WHERE path = ?", (item.path,))
+                self._db.execute("DELETE FROM skipped WHERE path = ?", (path_to_db(item.path),))
             for entry, size, mtime_ns in skipped:
                 self._db.execute(
                     "INSERT INTO skipped(path, reason, size, mtime_ns, skipped_at)"
                     " VALUES (?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET"
                     " reason = excluded.reason, size = excluded.size,"
                     " mtime_ns = excluded.mtime_ns, skipped_at = excluded.skipped_at",
-                    (entry.path, entry.reason, size, mtime_ns, now),
+                    (path_to_db(entry.path), entry.reason, size, mtime_ns, now),
                 )
             if clear_skipped:
                 self._db.executemany(
-                    "DELETE FROM skipped WHERE path = ?", [(p,) for p in clear_skipped]
+                    "DELETE FROM skipped WHERE path = ?", [(path_to_db(p),) for p in clear_skipped]
                 )
             if add or remove_ids:
                 self._bump()
@@ -330,7 +352,7 @@ class Catalog:
         row = self._db.execute(
             f"SELECT {_RECORD_COLUMNS} FROM images WHERE id = ?", (int(image_id),)
         ).fetchone()
-        return None if row is None else ImageRecord(*row)
+        return None if row is None else _record(row)
 
     def get_many(self, ids: Iterable[int]) -> dict[int, ImageRecord]:
         ids = [int(i) for i in ids]
@@ -341,42 +363,52 @@ class Catalog:
             for row in self._db.execute(
                 f"SELECT {_RECORD_COLUMNS} FROM images WHERE id IN ({marks})", chunk
             ):
-                out[row[0]] = ImageRecord(*row)
+                out[row[0]] = _record(row)
         return out
 
     def find_path(self, path: str) -> ImageRecord | None:
         row = self._db.execute(
-            f"SELECT {_RECORD_COLUMNS} FROM images WHERE path = ?", (path,)
+            f"SELECT {_RECORD_COLUMNS} FROM images WHERE path = ?", (path_to_db(path),)
         ).fetchone()
-        return None if row is None else ImageRecord(*row)
+        return None if row is None else _record(row)
 
     def find_hash(self, content_hash: str) -> list[ImageRecord]:
         rows = self._db.execute(
             f"SELECT {_RECORD_COLUMNS} FROM images WHERE hash = ? ORDER BY id", (content_hash,)
         ).fetchall()
-        return [ImageRecord(*row) for row in rows]
+        return [_record(row) for row in rows]
 
     def records(self) -> Iterator[ImageRecord]:
         cursor = self._db.execute(f"SELECT {_RECORD_COLUMNS} FROM images ORDER BY id")
         for row in cursor:
-            yield ImageRecord(*row)
+            yield _record(row)
+
+    def ids_under(self, folder: str) -> dict[str, int]:
+        """path -> id of the images whose path is inside `folder` (a range scan of the path
+        index, not a walk over every record)."""
+        prefix = folder.rstrip(os.sep) + os.sep
+        upper = prefix[:-1] + chr(ord(os.sep) + 1)
+        rows = self._db.execute(
+            "SELECT id, path FROM images WHERE path >= ? AND path < ?", (prefix, upper)
+        )
+        return {path_from_db(path): int(image_id) for image_id, path in rows}
 
     def file_states(self) -> dict[str, tuple[int, int, int, str]]:
         """path -> (id, size, mtime_ns, hash) for every indexed image (used by sync)."""
         return {
-            row[1]: (row[0], row[2], row[3], row[4])
+            path_from_db(row[1]): (row[0], row[2], row[3], row[4])
             for row in self._db.execute("SELECT id, path, size, mtime_ns, hash FROM images")
         }
 
     def skipped_states(self) -> dict[str, tuple[int | None, int | None, str]]:
         return {
-            row[0]: (row[1], row[2], row[3])
+            path_from_db(row[0]): (row[1], row[2], row[3])
             for row in self._db.execute("SELECT path, size, mtime_ns, reason FROM skipped")
         }
 
     def skipped(self) -> list[Skipped]:
         rows = self._db.execute("SELECT path, reason FROM skipped ORDER BY path").fetchall()
-        return [Skipped(*row) for row in rows]
+        return [Skipped(path_from_db(path), reason) for path, reason in rows]
 
     def labels(self, ids: Iterable[int]) -> dict[int, list[tuple[int, float]]]:
         """image id -> its stored (class id, prob) pairs, best first (missing ids: no entry)."""
@@ -409,7 +441,7 @@ class Catalog:
             ):
                 entry = out.get(image_id)
                 if entry is None:
-                    entry = out[image_id] = (path, [])
+                    entry = out[image_id] = (path_from_db(path), [])
                 if class_id is not None:
                     entry[1].append((class_id, prob))
         return out
@@ -449,7 +481,7 @@ class Catalog:
         )
         group: list[ImageRecord] = []
         for row in cursor:
-            record = ImageRecord(*row)
+            record = _record(row)
             if group and group[0].hash != record.hash:
                 yield group
                 group = []

@@ -8,10 +8,8 @@ reports it locked) and the CNN is loaded before the first request.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -22,9 +20,12 @@ from starlette.concurrency import run_in_threadpool
 from lookalike import __version__
 from lookalike.engine import Index
 from lookalike.server.limits import BodyLimitMiddleware, CnnGate
+from lookalike.server.models import errors
 from lookalike.server.problems import install_handlers
 from lookalike.server.settings import ServerSettings
+from lookalike.server.state import ServerState
 from lookalike.server.thumbnails import ThumbnailCache, default_cache_dir
+from lookalike.server.uploads import reconcile
 
 log = logging.getLogger(__name__)
 
@@ -39,18 +40,6 @@ PAGE_CSP = (
 )
 
 
-@dataclass
-class ServerState:
-    """What the routes share: one per app."""
-
-    index: Index
-    settings: ServerSettings
-    gate: CnnGate
-    thumbnails: ThumbnailCache
-    uploads_dir: Path
-    started: float = field(default_factory=time.time)
-
-
 def create_app(index_path: str | Path, settings: ServerSettings | None = None) -> FastAPI:
     """Build the app serving the index at `index_path`. Nothing is opened until startup."""
     from fastapi_offline import FastAPIOffline
@@ -63,6 +52,9 @@ def create_app(index_path: str | Path, settings: ServerSettings | None = None) -
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         index = await run_in_threadpool(Index.open, index_path, writable=settings.writable)
         try:
+            uploads_dir = index.path / UPLOADS_NAME
+            if index.writable:  # a crash may have left a kept file or a record behind
+                await run_in_threadpool(reconcile, index, uploads_dir)
             # Load the CNN (and the vector index) now, not on the first request.
             await run_in_threadpool(_warm_up, index)
             thumbs_dir = (
@@ -75,7 +67,7 @@ def create_app(index_path: str | Path, settings: ServerSettings | None = None) -
                 settings=settings,
                 gate=CnnGate(settings.cnn_workers, settings.cnn_queue, settings.retry_after_s),
                 thumbnails=ThumbnailCache(thumbs_dir, settings.max_pixels),
-                uploads_dir=index.path / UPLOADS_NAME,
+                uploads_dir=uploads_dir,
             )
             log.info("serving %s (%d images, writable=%s)", index.path, len(index), index.writable)
             yield
@@ -94,11 +86,12 @@ def create_app(index_path: str | Path, settings: ServerSettings | None = None) -
     from lookalike.server import browse
     from lookalike.server.routes import router
 
-    app.include_router(router)
-    app.include_router(browse.router)
+    # Every route may meet the body limit (413).
+    app.include_router(router, responses=errors(413))
+    app.include_router(browse.router, responses=errors(413))
     from lookalike.server import duplicates
 
-    app.include_router(duplicates.router)
+    app.include_router(duplicates.router, responses=errors(413, 422))
     app.include_router(duplicates.page_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

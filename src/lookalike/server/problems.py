@@ -3,6 +3,7 @@ add `errors`, the list FastAPI found)."""
 
 from __future__ import annotations
 
+import errno
 import logging
 
 from fastapi import FastAPI, Request
@@ -63,6 +64,19 @@ def install_handlers(app: FastAPI) -> None:
             where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query"))
             parts.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
         return problem(422, "; ".join(parts) or "invalid request", errors=_jsonable(errors))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("%s %s failed", request.method, request.url.path)
+        return problem(500, "internal error (see the server log)")
+
+    @app.exception_handler(OSError)
+    async def _os(request: Request, exc: OSError) -> JSONResponse:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            log.error("%s %s: disk full: %s", request.method, request.url.path, exc)
+            return problem(507, f"the server's disk is full ({exc.filename or 'index folder'})")
+        log.exception("%s %s failed", request.method, request.url.path)
+        return problem(500, "internal error (see the server log)")
 
     @app.exception_handler(LookalikeError)
     async def _lookalike(_: Request, exc: LookalikeError) -> JSONResponse:

@@ -4,62 +4,49 @@ in the thread pool) and shape JSON; the logic lives in lookalike.engine."""
 from __future__ import annotations
 
 import json
+import math
+import mimetypes
 import secrets
 import time
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, UploadFile
-from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, StreamingResponse
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from lookalike.engine import Hit
 from lookalike.errors import ConfigError, ImageError
 from lookalike.images import decode_image
 from lookalike.index.catalog import ImageRecord
-from lookalike.server.app import ServerState
+from lookalike.server.files import allowed_folders, checked_path, iter_fd, open_indexed
+from lookalike.server.models import (
+    MAX_ID,
+    Box,
+    Health,
+    ImageInfo,
+    Removed,
+    SearchById,
+    SearchByText,
+    SearchResult,
+    Stats,
+    errors,
+)
 from lookalike.server.problems import ApiError
+from lookalike.server.state import ServerState, State
 from lookalike.server.thumbnails import DEFAULT_SIZE, SIZES
-from lookalike.server.uploads import keep, receive_upload
+from lookalike.server.uploads import incoming_dir, keep, receive_upload, upload_target
 
 router = APIRouter(prefix="/api")
 
-Box = tuple[float, float, float, float]
+ImageId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="an indexed image's id")]
 
-
-def get_state(request: Request) -> ServerState:
-    return request.app.state.lookalike
-
-
-State = Annotated[ServerState, Depends(get_state)]
-
-
-# -- models -----------------------------------------------------------------------------------
-
-
-class SearchById(BaseModel):
-    """Search from an indexed image: `{"id": N, "k": K}`; `box` (x0, y0, x1, y1, in that
-    image's pixels) searches for that region only."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: int
-    k: int | None = Field(None, ge=1)
-    box: Box | None = None
-    localize: bool = Field(False, description="Add each hit's box: where the query is in it.")
-
-
-class SearchByText(BaseModel):
-    """Search by words: `{"text": "a cup of coffee", "k": K}`. The words become ImageNet
-    classes (WordNet, then a sentence model); hits are ranked by the probability the CNN gave
-    those classes (see Index.search_text)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    text: str = Field(..., max_length=200)
-    k: int | None = Field(None, ge=1)
-
+# A JSON search body is a few numbers and at most a 200-character text: bound it before
+# parsing, in bytes and in nesting depth (a deeply nested body would exhaust the parser).
+MAX_JSON_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 16
 
 SEARCH_BODY = {
     "requestBody": {
@@ -109,6 +96,17 @@ def _record(state: ServerState, image_id: int) -> ImageRecord:
     return record
 
 
+def _folders(state: ServerState, record: ImageRecord) -> list[str]:
+    with state.index.lock:
+        roots, _ = state.index.catalog.sync_state()
+    return allowed_folders(roots, state.uploads_dir, record.path)
+
+
+def _display(path: str) -> str:
+    """A path fit for JSON (undecodable bytes of a file name shown as U+FFFD)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _urls(image_id: int) -> dict:
     return {
         "thumbnail": f"/api/images/{image_id}/thumbnail",
@@ -119,7 +117,7 @@ def _urls(image_id: int) -> dict:
 def _record_json(record: ImageRecord) -> dict:
     return {
         "id": record.id,
-        "path": record.path,
+        "path": _display(record.path),
         "width": record.width,
         "height": record.height,
         "size": record.size,
@@ -134,6 +132,7 @@ def _hits_json(state: ServerState, hits: list[Hit], started: float, query: dict)
     for hit in hits:
         record = state.index.get(hit.id)
         item = hit.to_dict()
+        item["path"] = _display(item["path"])
         if record is not None:
             item["width"], item["height"] = record.width, record.height
         item.update(_urls(hit.id))
@@ -148,20 +147,64 @@ def _parse_box(text: str | None) -> Box | None:
     try:
         values = json.loads(text) if text.startswith("[") else [float(v) for v in text.split(",")]
         box = tuple(float(v) for v in values)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         box = ()
-    if len(box) != 4:
-        raise ApiError(422, f"box: expected four numbers x0,y0,x1,y1, got {text!r}")
+    if len(box) != 4 or not all(math.isfinite(v) for v in box):
+        raise ApiError(422, f"box: expected four finite numbers x0,y0,x1,y1, got {text[:80]!r}")
     return box  # type: ignore[return-value]
 
 
 def _parse_int(name: str, text: object) -> int | None:
     if text is None or text == "":
         return None
+    value = str(text).strip()
+    if not value.isascii() or not value.lstrip("-").isdigit() or len(value) > 20:
+        raise ApiError(422, f"{name}: expected an integer, got {str(text)[:40]!r}")
+    return int(value)
+
+
+def media_type(request: Request) -> str:
+    """The request's media type, lower case, without parameters ("" when none)."""
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def json_depth_ok(raw: bytes, limit: int) -> bool:
+    """Whether no array/object in a JSON text nests deeper than `limit` (strings skipped)."""
+    depth = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > limit:
+                return False
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return True
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def parse_json_body(raw: bytes) -> object:
+    """Strict JSON: bounded size and depth, no NaN/Infinity. Raises ApiError 413/422."""
+    if len(raw) > MAX_JSON_BYTES:
+        raise ApiError(413, f"JSON body too large (limit {MAX_JSON_BYTES:,} bytes)")
+    if not json_depth_ok(raw, MAX_JSON_DEPTH):
+        raise ApiError(422, f"invalid JSON body: nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        return int(str(text))
-    except ValueError:
-        raise ApiError(422, f"{name}: expected an integer, got {text!r}") from None
+        return json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(422, f"invalid JSON body ({str(exc)[:120]})") from None
 
 
 def require_write(request: Request, state: State) -> None:
@@ -183,15 +226,21 @@ def require_write(request: Request, state: State) -> None:
 # -- search -----------------------------------------------------------------------------------
 
 
-@router.post("/search", openapi_extra=SEARCH_BODY)
+@router.post(
+    "/search",
+    openapi_extra=SEARCH_BODY,
+    response_model=SearchResult,
+    response_model_exclude_none=True,
+    responses=errors(400, 404, 413, 415, 422, 503),
+)
 async def search(request: Request, state: State) -> dict:
     """Search by an uploaded image (multipart field `image`, optional `k`, optional `box`
     "x0,y0,x1,y1"), by an indexed image (JSON `{"id": N, "k": K, "box": [...]}`) or by words
     (JSON `{"text": "a cup of coffee", "k": K}`; hits carry `tags`).
     Returns `{"hits": [{"id", "path", "score", "box"?, "width", "height", ...}]}`."""
     started = time.perf_counter()
-    ctype = request.headers.get("content-type", "")
-    if ctype.startswith("multipart/form-data"):
+    kind = media_type(request)
+    if kind == "multipart/form-data":
         form = await request.form(max_files=1, max_fields=8)
         file = form.get("image")
         if not hasattr(file, "read") or not hasattr(file, "filename"):
@@ -212,29 +261,30 @@ async def search(request: Request, state: State) -> dict:
         if box:
             query["box"] = list(box)
         return _hits_json(state, hits, started, query)
-    if ctype.startswith("application/json"):
-        raw = await request.body()
-        if _asks_for_text(raw):
+    if kind == "application/json":
+        data = parse_json_body(await request.body())
+        if isinstance(data, dict) and "text" in data:
             try:
-                by_text = SearchByText.model_validate_json(raw)
+                by_text = SearchByText.model_validate(data)
             except ValidationError as exc:
                 raise ApiError(422, _validation_message(exc)) from None
             return await _text_search(state, by_text.text, by_text.k, started)
         try:
-            body = SearchById.model_validate_json(raw)
+            body = SearchById.model_validate(data)
         except ValidationError as exc:
             raise ApiError(422, _validation_message(exc)) from None
         k = _k(state, body.k)
         record = _record(state, body.id)
-        query = {"id": body.id}
+        query: dict = {"id": body.id}
         if body.box is None and not body.localize:
             hits = await run_in_threadpool(state.index.search_id, body.id, k)
         elif body.box is None:  # localizing runs the CNN on the hits
             hits = await state.gate.run(_search_id_localized, state, body.id, k)
         else:
             query["box"] = list(body.box)
+            folders = await run_in_threadpool(_folders, state, record)
             hits = await state.gate.run(
-                _search_record_box, state, record, k, body.box, body.localize
+                _search_record_box, state, record, folders, k, body.box, body.localize
             )
         return _hits_json(state, hits, started, query)
     raise ApiError(
@@ -246,15 +296,6 @@ async def search(request: Request, state: State) -> dict:
 def _validation_message(exc: ValidationError) -> str:
     parts = [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()]
     return "; ".join(parts)
-
-
-def _asks_for_text(raw: bytes) -> bool:
-    """Whether a JSON body is a text search (an object with a "text" key)."""
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return False
-    return isinstance(data, dict) and "text" in data
 
 
 async def _text_search(state: ServerState, text: str, k: int | None, started: float) -> dict:
@@ -274,7 +315,12 @@ async def _text_search(state: ServerState, text: str, k: int | None, started: fl
     return out
 
 
-@router.get("/search/text")
+@router.get(
+    "/search/text",
+    response_model=SearchResult,
+    response_model_exclude_none=True,
+    responses=errors(422, 503),
+)
 async def search_text(
     state: State,
     q: Annotated[str, Query(description="the words, e.g. 'a cup of coffee'", max_length=200)],
@@ -303,26 +349,34 @@ def _search_id_localized(state: ServerState, image_id: int, k: int) -> list[Hit]
 
 
 def _search_record_box(
-    state: ServerState, record: ImageRecord, k: int, box: Box, localize: bool
+    state: ServerState, record: ImageRecord, folders: list[str], k: int, box: Box, localize: bool
 ) -> list[Hit]:
-    try:
-        return state.index.search(record.path, k, box=box, localize=localize)
-    except ImageError as exc:
-        raise ApiError(404 if "not found" in exc.reason else 500, str(exc)) from None
+    with checked_path(record, folders) as path:
+        try:
+            image = decode_image(path, None, max_pixels=state.settings.max_pixels)
+        except ImageError as exc:
+            raise ApiError(409, f"image {record.id}: {exc.reason}; run 'lookalike index'") from None
+    raw = state.index.describe(image, box=box)  # ConfigError (400) for an empty box
+    return state.index.search_vector(raw, k, exclude=[record.id], localize=localize)
 
 
 # -- images -----------------------------------------------------------------------------------
 
 
-@router.get("/images/{image_id}")
-async def image_info(image_id: int, state: State) -> dict:
+@router.get("/images/{image_id}", response_model=ImageInfo, responses=errors(404, 422))
+async def image_info(image_id: ImageId, state: State) -> dict:
     """What the index knows about an image."""
     return _record_json(_record(state, image_id))
 
 
-@router.get("/images/{image_id}/similar")
+@router.get(
+    "/images/{image_id}/similar",
+    response_model=SearchResult,
+    response_model_exclude_none=True,
+    responses=errors(404, 422),
+)
 async def similar(
-    image_id: int,
+    image_id: ImageId,
     state: State,
     k: Annotated[int | None, Query(ge=1)] = None,
 ) -> dict:
@@ -337,90 +391,130 @@ async def similar(
 @router.get(
     "/images/{image_id}/thumbnail",
     response_class=FileResponse,
-    responses={200: {"content": {"image/jpeg": {}}}},
+    responses={200: {"content": {"image/jpeg": {}}}, **errors(403, 404, 409, 422)},
 )
 async def thumbnail(
-    image_id: int,
+    image_id: ImageId,
     state: State,
     size: Annotated[int, Query(description=f"longer side, one of {SIZES}")] = DEFAULT_SIZE,
 ) -> FileResponse:
-    """A JPEG thumbnail (cached on disk)."""
+    """A JPEG thumbnail (cached on disk). Served under the same policy as the file."""
     if size not in SIZES:
         raise ApiError(422, f"size: must be one of {', '.join(map(str, SIZES))}, got {size}")
     record = _record(state, image_id)
-    try:
-        path = await run_in_threadpool(
-            state.thumbnails.get, record.id, record.path, record.hash, size
-        )
-    except ImageError as exc:
-        raise ApiError(404 if "not found" in exc.reason else 500, str(exc)) from None
+    path = await run_in_threadpool(_thumbnail, state, record, size)
     return FileResponse(
         path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=300"}
     )
 
 
-@router.get("/images/{image_id}/file", response_class=FileResponse)
-async def original(image_id: int, state: State) -> FileResponse:
-    """The indexed original file, by id (the only way files are served: never by path)."""
+def _thumbnail(state: ServerState, record: ImageRecord, size: int) -> Path:
+    with checked_path(record, _folders(state, record)) as path:
+        try:
+            return state.thumbnails.get(record.id, path, record.hash, size)
+        except ImageError as exc:
+            raise ApiError(409, f"image {record.id}: {exc.reason}; run 'lookalike index'") from None
+
+
+@router.get(
+    "/images/{image_id}/file",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"image/*": {}}}, **errors(403, 404, 409, 422)},
+)
+async def original(image_id: ImageId, state: State) -> StreamingResponse:
+    """The indexed original file, by id (the only way files are served: never by path), when
+    it is still the file that was indexed and lies inside the indexed folders (README,
+    "Security")."""
     record = _record(state, image_id)
-    path = Path(record.path)
-    if not path.is_file():
-        raise ApiError(404, f"image {image_id}: file not found on disk ({record.path})")
-    return FileResponse(
-        path, content_disposition_type="inline", headers={"Cache-Control": "private, max-age=60"}
+    folders = await run_in_threadpool(_folders, state, record)
+    fd, st = await run_in_threadpool(open_indexed, record, folders)
+    kind = mimetypes.guess_type(record.path)[0] or "application/octet-stream"
+    return StreamingResponse(
+        iter_fd(fd),
+        media_type=kind,
+        headers={
+            "Content-Length": str(st.st_size),
+            "Content-Disposition": "inline",
+            "Cache-Control": "private, max-age=60",
+        },
     )
 
 
-@router.post("/images", status_code=201, dependencies=[Depends(require_write)])
+@router.post(
+    "/images",
+    status_code=201,
+    dependencies=[Depends(require_write)],
+    response_model=ImageInfo,
+    responses={200: {"model": ImageInfo, "description": "Already indexed: that record."}}
+    | errors(401, 403, 409, 413, 415, 422, 503, 507),
+)
 async def add_image(image: UploadFile, state: State, response: Response) -> dict:
     """Add an uploaded image to the index (kept in `<index>/uploads/` under a content-hash
-    name). Answers 200 with the existing record when the same content was uploaded before."""
+    name). Answers 201 once the image is searchable and its file servable, or 200 with the
+    existing record when the same content was uploaded before (one id per content)."""
     upload = await receive_upload(
-        image, max_bytes=state.settings.max_upload_bytes, max_pixels=state.settings.max_pixels
+        image,
+        max_bytes=state.settings.max_upload_bytes,
+        max_pixels=state.settings.max_pixels,
+        tmp_dir=incoming_dir(state.uploads_dir),
     )
-    target = keep(upload, state.uploads_dir)
-    existing = await run_in_threadpool(state.index.catalog.find_path, str(target))
-    if existing is not None:
-        response.status_code = 200
-        return _record_json(existing)
-    try:
-        image_id = await state.gate.run(state.index.add_image, target)
-    except ImageError as exc:
-        target.unlink(missing_ok=True)
-        raise ImageError("upload", exc.reason) from None
-    except BaseException:
-        target.unlink(missing_ok=True)
-        raise
-    return _record_json(_record(state, image_id))
+    target = upload_target(upload, state.uploads_dir)
+    # One upload or delete of a given file at a time: identical uploads get one id, and an
+    # upload never races a delete that would unlink its file after the 201.
+    async with state.write_locks.hold(str(target)):
+        existing = await run_in_threadpool(state.index.catalog.find_path, str(target))
+        if existing is not None and target.is_file():
+            upload.discard()
+            response.status_code = 200
+            return _record_json(existing)
+        await run_in_threadpool(keep, upload, state.uploads_dir)
+        try:
+            image_id = await state.gate.run(state.index.add_image, target)
+        except ImageError as exc:
+            target.unlink(missing_ok=True)
+            raise ImageError("upload", exc.reason) from None
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        return _record_json(_record(state, image_id))
 
 
-@router.delete("/images/{image_id}", dependencies=[Depends(require_write)])
-async def delete_image(image_id: int, state: State) -> dict:
+@router.delete(
+    "/images/{image_id}",
+    dependencies=[Depends(require_write)],
+    response_model=Removed,
+    responses=errors(401, 403, 404, 409, 422),
+)
+async def delete_image(image_id: ImageId, state: State) -> dict:
     """Remove an image from the index. A file the server uploaded itself is deleted too;
     other files are left where they are."""
     record = _record(state, image_id)
-    await run_in_threadpool(state.index.remove, [image_id])
-    path = Path(record.path)
-    deleted_file = False
-    if path.parent == state.uploads_dir:
-        path.unlink(missing_ok=True)
-        deleted_file = True
-    state.thumbnails.drop(image_id)
-    return {"removed": image_id, "path": record.path, "file_deleted": deleted_file}
+    async with state.write_locks.hold(record.path):
+        if state.index.get(image_id) is None:  # deleted while this request waited
+            raise ApiError(404, f"no image with id {image_id} in the index")
+        await run_in_threadpool(state.index.remove, [image_id])
+        path = Path(record.path)
+        deleted_file = False
+        if path.parent == state.uploads_dir:
+            path.unlink(missing_ok=True)
+            deleted_file = True
+        state.thumbnails.drop(image_id)
+    return {"removed": image_id, "path": _display(record.path), "file_deleted": deleted_file}
 
 
 # -- service ----------------------------------------------------------------------------------
 
 
-@router.get("/health")
+@router.get("/health", response_model=Health)
 async def health(state: State) -> dict:
     count = await run_in_threadpool(len, state.index)
     return {"status": "ok", "images": count, "writable": state.index.writable}
 
 
-@router.get("/stats")
+@router.get("/stats", response_model=Stats)
 async def stats(state: State) -> dict:
     info = await run_in_threadpool(state.index.info)
+    info["path"] = _display(info["path"])
     s = state.settings
     return {
         "index": info,

@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from lookalike.errors import ConfigError
 
 MB = 1024 * 1024
+MIN_TOKEN_LENGTH = 16
 
 
 class ServerSettings(BaseSettings):
@@ -43,13 +44,21 @@ class ServerSettings(BaseSettings):
 
     def check(self) -> None:
         """Refuse unsafe or inconsistent settings (raises ConfigError)."""
-        if not is_loopback(self.host) and not self.token:
+        if not is_loopback(self.host) and not (self.token and self.token.strip()):
             raise ConfigError(
                 f"binding {self.host!r} (not loopback) needs a token: set --token or "
                 "LOOKALIKE_TOKEN"
             )
-        if self.token is not None and len(self.token) < 8:
-            raise ConfigError("the token must be at least 8 characters long")
+        if self.token is not None:
+            if not self.token.strip():
+                raise ConfigError("the token is empty or only whitespace")
+            if any(c.isspace() or not c.isprintable() for c in self.token):
+                raise ConfigError("the token must not contain spaces or control characters")
+            if len(self.token) < MIN_TOKEN_LENGTH:
+                raise ConfigError(
+                    f"the token must be at least {MIN_TOKEN_LENGTH} characters long "
+                    "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))')"
+                )
         if self.default_k > self.max_k:
             raise ConfigError(f"default_k ({self.default_k}) exceeds max_k ({self.max_k})")
 
