@@ -41,3 +41,30 @@ class ConfigError(LookalikeError):
 
 class ExecutorError(LookalikeError):
     """A distributed executor (Ray) could not start or its workers failed."""
+
+
+class DiskFullError(LookalikeError):
+    """A write failed because the disk (or the user's quota) is full. Nothing half-written is
+    kept; free some space and run the command again."""
+
+    def __init__(self, path: str | Path, what: str = "write") -> None:
+        self.path = str(path)
+        super().__init__(
+            f"{self.path}: disk full while trying to {what}; nothing half-written was kept "
+            "(free some space and run the command again)"
+        )
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether an OSError, a FAISS RuntimeError or an SQLite error says the disk is full."""
+    import errno
+    import os
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return (
+        os.strerror(errno.ENOSPC) in text
+        or os.strerror(errno.EDQUOT) in text
+        or "database or disk is full" in text
+    )

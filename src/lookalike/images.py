@@ -15,7 +15,7 @@ import re
 import stat
 import struct
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -289,6 +289,8 @@ def to_array(img: Image.Image) -> np.ndarray:
 
 def iter_image_files(
     dirs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    *,
+    on_skip: Callable[[Path, str], None] | None = None,
 ) -> Iterator[Path]:
     """Yield image files under ``dirs`` (one folder or several), recursively, in sorted order.
 
@@ -312,13 +314,16 @@ def iter_image_files(
     seen_files: set[tuple[int, int]] = set()
     for root in roots:
         if root.is_dir():
-            yield from _walk(root, seen_dirs, seen_files)
+            yield from _walk(root, seen_dirs, seen_files, on_skip)
         elif root.suffix.lower() in IMAGE_EXTENSIONS:
             yield root
 
 
 def _walk(
-    folder: Path, seen_dirs: set[tuple[int, int]], seen_files: set[tuple[int, int]]
+    folder: Path,
+    seen_dirs: set[tuple[int, int]],
+    seen_files: set[tuple[int, int]],
+    on_skip: Callable[[Path, str], None] | None = None,
 ) -> Iterator[Path]:
     try:
         st = folder.stat()
@@ -345,7 +350,9 @@ def _walk(
         except OSError:
             continue
         if is_dir:
-            yield from _walk(path, seen_dirs, seen_files)
+            yield from _walk(path, seen_dirs, seen_files, on_skip)
+        elif not is_file and on_skip is not None and _is_image_name(entry.name):
+            on_skip(path, _not_regular_reason(path))
         elif is_file and Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS:
             try:
                 fst = entry.stat(follow_symlinks=True)
@@ -356,6 +363,31 @@ def _walk(
                 continue
             seen_files.add(fkey)
             yield path
+
+
+def _is_image_name(name: str) -> bool:
+    return Path(name).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _not_regular_reason(path: Path) -> str:
+    """Why an entry with an image name is not read (it is not a regular file)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return (
+            "broken symbolic link (its target does not exist)"
+            if path.is_symlink()
+            else ("file not found")
+        )
+    except OSError as exc:
+        return f"cannot access file ({exc.strerror or exc})"
+    if stat.S_ISFIFO(st.st_mode):
+        return "not a regular file (a FIFO / named pipe)"
+    if stat.S_ISSOCK(st.st_mode):
+        return "not a regular file (a socket)"
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        return "not a regular file (a device)"
+    return "not a regular file"
 
 
 def crop_box(image: Image.Image, box: tuple[float, float, float, float]) -> Image.Image:

@@ -120,7 +120,12 @@ def plan_sync(
     own directory: uploads, thumbnails) are not photos and are left out."""
     plan = SyncPlan()
     seen: set[str] = set()
-    for file in iter_image_files(roots):
+
+    def not_regular(file: Path, reason: str) -> None:  # FIFOs, broken links: never opened
+        if exclude is None or not _is_under(str(file), exclude):
+            plan.unreadable.append(Skipped(str(file), reason))
+
+    for file in iter_image_files(roots, on_skip=not_regular):
         path = str(file)
         if exclude is not None and _is_under(path, exclude):
             continue
@@ -228,6 +233,9 @@ class Writer:
                 skip = Skipped(todo.path, item.reason)
                 report.skipped.append(skip)
                 batch.skipped.append((skip, todo.size, todo.mtime_ns))
+                if todo.replaces is not None:  # changed into something unreadable (truncated
+                    batch.replaced.append(todo.replaces)  # in place): its old record goes
+                    report.removed += 1
             else:
                 batch.items.append(new_image(item))
                 batch.features.append(item.features)

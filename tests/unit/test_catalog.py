@@ -7,7 +7,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from lookalike.errors import IndexCorruptError
+from lookalike.errors import ConfigError, IndexCorruptError
 from lookalike.index.catalog import SCHEMA_VERSION, Catalog, NewImage, Skipped
 
 
@@ -134,7 +134,7 @@ def test_reopen_keeps_data_and_readonly_cannot_write(tmp_path):
         cat.write_batch(add=[_item("/p/a.jpg", 1)])
     with Catalog(path, readonly=True) as ro:
         assert ro.count() == 1
-        with pytest.raises(sqlite3.OperationalError):
+        with pytest.raises(ConfigError, match="cannot be written"):
             ro.write_batch(add=[_item("/p/b.jpg", 2)])
     with Catalog(path) as cat:
         assert cat.count() == 1

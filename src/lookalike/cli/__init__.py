@@ -40,6 +40,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object ins
 def _register() -> None:
     # Each module adds its commands to `app` when imported.
     from lookalike.cli import (
+        check,  # noqa: F401
         core,  # noqa: F401
         evaluate,  # noqa: F401
         serve,  # noqa: F401

@@ -87,15 +87,18 @@ class FaissBackend:
     def new(self, key: str, dim: int, params: str) -> VectorIndex:
         return VectorIndex(key, dim, params)
 
-    def load(self, key: str, dim: int, params: str, *, mmap: bool = False) -> VectorIndex | None:
-        """The saved index, None when there is none; IndexCorruptError when unreadable."""
+    def load(
+        self, key: str, dim: int, params: str, *, mmap: bool = False, stamp: str | None = None
+    ) -> VectorIndex | None:
+        """The saved index, None when there is none; IndexCorruptError when unreadable or,
+        with `stamp`, not carrying it (another index's file, or another generation's)."""
         file = self.store.path / VECTORS_NAME
         if not file.exists():
             return None
-        return VectorIndex.load(file, key, dim, params, mmap=mmap)
+        return VectorIndex.load(file, key, dim, params, mmap=mmap, stamp=stamp)
 
-    def save(self, index: VectorIndex) -> None:
-        index.save(self.store.path / VECTORS_NAME)
+    def save(self, index: VectorIndex, *, stamp: str | None = None) -> None:
+        index.save(self.store.path / VECTORS_NAME, stamp=stamp)
 
     def describe(self) -> dict:
         return {"store": "faiss"}
@@ -149,7 +152,10 @@ class MilvusBackend:
             return VectorIndex("Flat", dim)
         return MilvusIndex.create(self.client, self._next_name(), key, dim, params)
 
-    def load(self, key: str, dim: int, params: str, *, mmap: bool = False):
+    def load(
+        self, key: str, dim: int, params: str, *, mmap: bool = False, stamp: str | None = None
+    ):
+        """The index's own collection (named with the index's uid: `stamp` is not needed)."""
         from lookalike.index.milvus import MilvusIndex
 
         name = self.store.manifest.vector_collection
@@ -157,7 +163,7 @@ class MilvusBackend:
             return None
         return MilvusIndex.open(self.client, name, key, dim, params)
 
-    def save(self, index) -> None:
+    def save(self, index, *, stamp: str | None = None) -> None:
         """Flush; make `index`'s collection the index's own; drop the ones it replaces."""
         if isinstance(index, VectorIndex):  # a read-only open's in-memory copy
             return

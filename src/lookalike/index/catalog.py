@@ -8,11 +8,12 @@ index, the whitening) can tell whether it is up to date.
 
 from __future__ import annotations
 
-import json
+import functools
+import inspect
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,6 +131,8 @@ def path_to_db(path: str) -> str | bytes:
     """How a path is stored: as TEXT when it is valid UTF-8, else as the file name's raw bytes
     (a BLOB). Python gives an undecodable file name as a str with surrogate escapes
     (os.fsdecode); SQLite cannot store those as TEXT, and the bytes are lossless."""
+    if not isinstance(path, str):
+        return path
     try:
         path.encode("utf-8")
     except UnicodeEncodeError:
@@ -232,8 +235,11 @@ class Catalog:
         def __exit__(self, exc_type: object, *_: object) -> None:
             if exc_type is None:
                 self.db.execute("COMMIT")
-            else:
-                self.db.execute("ROLLBACK")
+            elif self.db.in_transaction:  # SQLite may have rolled back already (disk full)
+                try:
+                    self.db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # the original error is the one to report
 
     def _transaction(self) -> Catalog._Tx:
         return Catalog._Tx(self._db)
@@ -386,11 +392,8 @@ class Catalog:
     def ids_under(self, folder: str) -> dict[str, int]:
         """path -> id of the images whose path is inside `folder` (a range scan of the path
         index, not a walk over every record)."""
-        prefix = folder.rstrip(os.sep) + os.sep
-        upper = prefix[:-1] + chr(ord(os.sep) + 1)
-        rows = self._db.execute(
-            "SELECT id, path FROM images WHERE path >= ? AND path < ?", (prefix, upper)
-        )
+        where, params = _under_folder(folder)
+        rows = self._db.execute(f"SELECT id, path FROM images {where}", params)
         return {path_from_db(path): int(image_id) for image_id, path in rows}
 
     def file_states(self) -> dict[str, tuple[int, int, int, str]]:
@@ -612,7 +615,7 @@ class Catalog:
             f"SELECT {_RECORD_COLUMNS} FROM images {where} ORDER BY path LIMIT ? OFFSET ?",
             [*params, int(limit), int(offset)],
         ).fetchall()
-        return [ImageRecord(*row) for row in rows]
+        return [_record(row) for row in rows]
 
     def count_under(self, folder: str | None = None) -> int:
         where, params = _under_folder(folder)
@@ -620,7 +623,56 @@ class Catalog:
 
     def iter_paths(self) -> Iterator[str]:
         for (path,) in self._db.execute("SELECT path FROM images"):
-            yield path
+            yield path_from_db(path)
+
+
+def _translate(path: Path, exc: sqlite3.DatabaseError) -> Exception:
+    """A typed error for an SQLite failure, naming the catalog and what to do."""
+    from lookalike.errors import ConfigError, DiskFullError, IndexLockedError, is_disk_full
+
+    text = str(exc)
+    if is_disk_full(exc):
+        return DiskFullError(path, "write the catalog")
+    if "locked" in text or "busy" in text:
+        return IndexLockedError(f"{path}: the catalog is locked by another process ({text})")
+    if "readonly" in text or "read-only" in text:
+        return ConfigError(f"{path}: the catalog cannot be written here ({text})")
+    return IndexCorruptError(
+        f"{path}: the catalog is damaged ({text}). Run 'lookalike check --index "
+        f"{path.parent}' for details; README, 'A damaged catalog', says how to recover"
+    )
+
+
+def _guarded(fn: Callable) -> Callable:
+    """`fn` with SQLite errors turned into lookalike's typed errors (generators too)."""
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def generator(self: Catalog, *args: object, **kwargs: object) -> Iterator:
+            try:
+                yield from fn(self, *args, **kwargs)
+            except sqlite3.IntegrityError:
+                raise  # a bug in what was written, not a damaged catalog
+            except sqlite3.DatabaseError as exc:
+                raise _translate(self.path, exc) from exc
+
+        return generator
+
+    @functools.wraps(fn)
+    def wrapper(self: Catalog, *args: object, **kwargs: object) -> object:
+        try:
+            return fn(self, *args, **kwargs)
+        except sqlite3.IntegrityError:
+            raise  # a bug in what was written, not a damaged catalog
+        except sqlite3.DatabaseError as exc:
+            raise _translate(self.path, exc) from exc
+
+    return wrapper
+
+
+for _name, _member in list(vars(Catalog).items()):
+    if inspect.isfunction(_member) and _name not in ("__init__", "close", "__enter__", "__exit__"):
+        setattr(Catalog, _name, _guarded(_member))
 
 
 def _under_folder(folder: str | None) -> tuple[str, list[str]]:

@@ -131,7 +131,7 @@ class Derived:
                 vectors.set_params(params)  # same index, search knobs for the new size
             if store.writable and vectors is not None:
                 if stale or retuned or manifest.index_generation != generation:
-                    self.backend.save(vectors)
+                    self.backend.save(vectors, stamp=self.stamp(generation))
                     manifest.index_key = vectors.key
                     manifest.index_params = vectors.params
                     manifest.index_generation = generation
@@ -148,7 +148,11 @@ class Derived:
             return
         try:
             self._vectors = self.backend.load(
-                m.index_key, self.search_dim, m.index_params, mmap=self.mmap
+                m.index_key,
+                self.search_dim,
+                m.index_params,
+                mmap=self.mmap,
+                stamp=self.stamp(generation),
             )
         except IndexCorruptError as exc:
             log.warning("rebuilding the vector index: %s", exc)
@@ -156,6 +160,12 @@ class Derived:
             return
         if self._vectors is not None:
             self._generation = generation
+
+    def stamp(self, generation: int) -> str | None:
+        """What the saved FAISS file must carry: this index's identity and the catalog
+        generation it reflects (None for an index made before identities, opened read-only)."""
+        index_id = self.store.manifest.index_id
+        return None if index_id is None else f"{index_id}:{generation}"
 
     def _build(self, key: str, params: str) -> VectorIndex:
         catalog = self.store.catalog

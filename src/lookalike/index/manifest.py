@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from lookalike.errors import ConfigError, IndexCorruptError
+from lookalike.errors import ConfigError, DiskFullError, IndexCorruptError, is_disk_full
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -146,6 +146,9 @@ class Manifest(BaseModel):
     index_generation: int = -1  # catalog generation the FAISS file reflects
     # the Milvus collection holding the search vectors (settings.store "milvus:...")
     vector_collection: str | None = None
+    # Created with the index; derived files carry it (with the generation) so that a file
+    # from another index is never taken for this one's. None: made before identity stamps.
+    index_id: str | None = None
 
     @property
     def search_dim(self) -> int | None:
@@ -176,15 +179,20 @@ def write_manifest(directory: Path, manifest: Manifest) -> None:
     """Atomic: a reader sees the old manifest or the new one, never half of one."""
     path = directory / MANIFEST_NAME
     data = manifest.model_dump_json(indent=2) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=MANIFEST_NAME + ".", suffix=".tmp", dir=directory)
+    tmp = ""
     try:
+        fd, tmp = tempfile.mkstemp(prefix=MANIFEST_NAME + ".", suffix=".tmp", dir=directory)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise DiskFullError(path, "write the manifest") from exc
+        raise
     finally:
-        if os.path.exists(tmp):
+        if tmp and os.path.exists(tmp):
             os.unlink(tmp)
 
 

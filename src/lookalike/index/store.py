@@ -22,9 +22,12 @@ from pathlib import Path
 from lookalike import __version__
 from lookalike.errors import (
     ConfigError,
+    DiskFullError,
+    IndexCorruptError,
     IndexLockedError,
     IndexMismatchError,
     IndexNotFoundError,
+    is_disk_full,
 )
 from lookalike.index.catalog import Catalog
 from lookalike.index.manifest import (
@@ -74,7 +77,9 @@ class Store:
         path.mkdir(parents=True, exist_ok=True)
         lock_fd = _acquire_lock(path)
         try:
-            manifest = Manifest(lookalike_version=__version__, settings=settings)
+            manifest = Manifest(
+                lookalike_version=__version__, settings=settings, index_id=new_index_id()
+            )
             Catalog(path / CATALOG_NAME).close()
             write_manifest(path, manifest)  # last: its presence marks a complete index
             return cls(path, manifest, writable=True, lock_fd=lock_fd)
@@ -95,6 +100,9 @@ class Store:
             manifest = read_manifest(path)
             if settings is not None:
                 check_same_settings(manifest.settings, settings, path)
+            if writable and manifest.index_id is None:  # made before identity stamps
+                manifest.index_id = new_index_id()
+                write_manifest(path, manifest)
             return cls(path, manifest, writable=writable, lock_fd=lock_fd)
         except BaseException:
             _release_lock(lock_fd)
@@ -167,8 +175,29 @@ def _is_create_leftover(name: str) -> bool:
     return name.startswith(MANIFEST_NAME + ".") and name.endswith(".tmp")
 
 
+def new_index_id() -> str:
+    """A new index's identity (random, 128 bits, hex)."""
+    import uuid
+
+    return uuid.uuid4().hex
+
+
 def _acquire_lock(path: Path) -> int:
-    fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    lock = path / LOCK_NAME
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except IsADirectoryError:
+        raise IndexCorruptError(
+            f"{lock}: the index's lock file is a directory; remove it (rmdir) when no "
+            "lookalike process is using this index, then run the command again"
+        ) from None
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise DiskFullError(lock, "create the index's lock file") from exc
+        raise IndexCorruptError(
+            f"{lock}: cannot open the index's lock file ({exc.strerror or exc}); it must be a "
+            "regular file this user can write"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lookalike.errors import ConfigError, IndexCorruptError
+from lookalike.errors import ConfigError, DiskFullError, IndexCorruptError, is_disk_full
 
 # Up to this many vectors, exact search is fast enough (a few ms a query at 100k x 256-d on two
 # cores, recall 1) and needs no training; above it an inverted file of 4-bit fast-scan PQ codes
@@ -171,25 +171,56 @@ class VectorIndex:
         finally:
             faiss.omp_set_num_threads(before)
 
-    def save(self, path: str | Path) -> None:
-        """Write atomically: a temporary file in the same folder, fsync, then rename."""
+    def save(self, path: str | Path, *, stamp: str | None = None) -> None:
+        """Write atomically: a temporary file in the same folder, fsync, then rename. `stamp`
+        (the index's identity and generation) is appended after FAISS's own bytes, which FAISS
+        ignores when reading; `load` checks it. A full disk raises DiskFullError and leaves the
+        previous file as it was."""
         import faiss
 
         path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        os.close(fd)
+        tmp = ""
         try:
+            fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+            os.close(fd)
             faiss.write_index(self._index, tmp)
             with open(tmp, "rb+") as fh:
+                if stamp is not None:
+                    fh.seek(0, os.SEEK_END)
+                    fh.write(_stamp_bytes(stamp))
+                    fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
+        except (OSError, RuntimeError) as exc:
+            if is_disk_full(exc):
+                raise DiskFullError(path, "write the FAISS index") from None
+            raise
         finally:
-            if os.path.exists(tmp):
+            if tmp and os.path.exists(tmp):
                 os.unlink(tmp)
 
     @classmethod
-    def load(cls, path: str | Path, key: str, dim: int, params: str, *, mmap: bool = False):
+    def load(
+        cls,
+        path: str | Path,
+        key: str,
+        dim: int,
+        params: str,
+        *,
+        mmap: bool = False,
+        stamp: str | None = None,
+    ):
+        """Read a saved index. With `stamp`, refuse (IndexCorruptError) a file that does not
+        carry that stamp: a file of another index, or of another generation of this one."""
         import faiss
+
+        if stamp is not None:
+            found = read_stamp(path)
+            if found != stamp:
+                raise IndexCorruptError(
+                    f"{path}: the FAISS file belongs to another index or generation "
+                    f"(stamp {found or 'missing'}, expected {stamp})"
+                )
 
         # IO_FLAG_MMAP maps inverted lists, IO_FLAG_MMAP_IFC flat code arrays (Flat, the RFlat
         # re-ranking vectors): neither is copied into memory; a mapped index is read-only.
@@ -213,3 +244,33 @@ def _as_f32(vectors: np.ndarray, dim: int) -> np.ndarray:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[-1] if text else type(exc).__name__
+
+
+_STAMP_MAGIC = b"LOOKALIKE-STAMP1"
+_STAMP_TAIL = len(_STAMP_MAGIC) + 4
+
+
+def _stamp_bytes(stamp: str) -> bytes:
+    data = stamp.encode("ascii")
+    return data + len(data).to_bytes(4, "little") + _STAMP_MAGIC
+
+
+def read_stamp(path: str | Path) -> str | None:
+    """The stamp `VectorIndex.save` appended to a FAISS file, or None when it has none."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            if size < _STAMP_TAIL:
+                return None
+            fh.seek(size - _STAMP_TAIL)
+            tail = fh.read(_STAMP_TAIL)
+            if tail[4:] != _STAMP_MAGIC:
+                return None
+            length = int.from_bytes(tail[:4], "little")
+            if length > 256 or length > size - _STAMP_TAIL:
+                return None
+            fh.seek(size - _STAMP_TAIL - length)
+            return fh.read(length).decode("ascii", "replace")
+    except OSError:
+        return None

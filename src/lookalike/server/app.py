@@ -88,7 +88,8 @@ def create_app(index_path: str | Path, settings: ServerSettings | None = None) -
 
     # Every route may meet the body limit (413).
     app.include_router(router, responses=errors(413))
-    app.include_router(browse.router, responses=errors(413))
+    # browse's routes take query parameters (422); its rescan needs writes (401/403/409)
+    app.include_router(browse.router, responses=errors(401, 403, 409, 413, 422))
     from lookalike.server import duplicates
 
     app.include_router(duplicates.router, responses=errors(413, 422))
