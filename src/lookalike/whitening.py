@@ -113,8 +113,9 @@ class Whitening:
         y = (x - self.mean) @ self.projection
         return _l2n(y).astype(np.float32, copy=False)
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write to ``path`` (.npz) atomically: a temp file in the same folder, then os.replace."""
+    def save(self, path: str | os.PathLike[str], *, stamp: str | None = None) -> None:
+        """Write to ``path`` (.npz) atomically: a temp file in the same folder, then os.replace.
+        ``stamp`` (the owning index's identity) is stored with it (see index/derived.py)."""
         path = Path(path)
         arrays = {
             "format_version": np.array(_FORMAT_VERSION),
@@ -127,6 +128,8 @@ class Whitening:
         }
         if self.eigenvalues is not None:
             arrays["eigenvalues"] = np.asarray(self.eigenvalues, dtype=np.float64)
+        if stamp is not None:
+            arrays["stamp"] = np.array(stamp)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:

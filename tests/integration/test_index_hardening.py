@@ -71,6 +71,10 @@ def test_a_non_utf8_file_name_is_indexed_and_never_blocks_a_run(tmp_path: Path) 
         assert meta.status_code == 200 and meta.json()["path"].endswith("caf\ufffd-\ufffd.jpg")
         assert c.get(f"/api/images/{odd_id}/file").content == photos["chelsea"].read_bytes()
         assert c.get(f"/api/images/{odd_id}/similar").status_code == 200
+        listed = c.get("/api/images")  # browsing lists it too
+        assert listed.status_code == 200, listed.text
+        assert any(i["path"].endswith("caf\ufffd-\ufffd.jpg") for i in listed.json()["images"])
+        assert c.get("/api/folders").status_code == 200
 
 
 def create_app_for(index: Path):  # noqa: ANN201
@@ -310,3 +314,26 @@ def test_a_full_disk_while_writing_the_catalog_is_a_clear_error(
             monkeypatch.undo()
         idx.add_vectors([f"/nowhere/{i}.jpg" for i in range(1, 200)], raw[1:200])
         assert len(idx) == 200
+
+
+def test_a_whitening_file_from_another_index_is_refused_or_learned_again(tmp_path: Path) -> None:
+    from conftest import clustered_vectors
+    from lookalike.whitening import MIN_IMAGES, MIN_IMAGES_PER_DIM
+
+    dim, out = 64, 8
+    n = max(MIN_IMAGES, MIN_IMAGES_PER_DIM * out) + 50
+    made = {}
+    for seed, name in enumerate(("a", "b")):
+        vectors = clustered_vectors(n, dim, 10, seed=seed)
+        with Index.create(tmp_path / name, IndexSettings(whiten_dim=out)) as idx:
+            idx.add_vectors([f"/{name}/{i}.jpg" for i in range(n)], vectors)
+            assert idx.manifest.whitening is not None
+            made[name] = (vectors, [(h.id, round(h.score, 4)) for h in idx.search_id(1, 3)])
+    whitening = tmp_path / "a" / "whitening.npz"
+    shutil.copy(tmp_path / "b" / "whitening.npz", whitening)
+    with Index.open(tmp_path / "a") as idx, pytest.raises(IndexCorruptError, match="whitening"):
+        idx.search_id(1, 3)
+    with Index.open(tmp_path / "a", writable=True) as idx:  # learned again from a's own vectors
+        assert [(h.id, round(h.score, 4)) for h in idx.search_id(1, 3)] == made["a"][1]
+    with Index.open(tmp_path / "a") as idx:
+        assert [(h.id, round(h.score, 4)) for h in idx.search_id(1, 3)] == made["a"][1]

@@ -60,10 +60,45 @@ class Derived:
 
     @property
     def whitening(self) -> Whitening | None:
-        if not self._whitening_loaded:
-            state = self.store.manifest.whitening
-            self._whitening = Whitening.load(self.store.path / state.file) if state else None
-            self._whitening_loaded = True
+        with self.store.lock:
+            if not self._whitening_loaded:
+                self._whitening = self._load_whitening()
+                self._whitening_loaded = True
+            return self._whitening
+
+    def whitening_stamp(self, trained_on: int) -> str | None:
+        """What whitening.npz must carry: this index's identity and the training size."""
+        index_id = self.store.manifest.index_id
+        return None if index_id is None else f"{index_id}:whitening:{trained_on}"
+
+    def _load_whitening(self) -> Whitening | None:
+        """The saved whitening, when it is this index's own. A foreign one (copied from
+        another index) is learned again when the index is open for writing, and refused
+        otherwise: searching through another collection's whitening gives wrong results."""
+        store = self.store
+        state = store.manifest.whitening
+        if state is None:
+            return None
+        file = store.path / state.file
+        whitening = Whitening.load(file)
+        wanted = self.whitening_stamp(state.trained_on)
+        if wanted is None:
+            return whitening
+        found = _npz_stamp(file)
+        if found == wanted:
+            return whitening
+        if not store.writable:
+            raise IndexCorruptError(
+                f"{file}: not this index's own whitening (stamp {found or 'missing'}, expected "
+                f"{wanted}); run 'lookalike index' on this index to learn it again"
+            )
+        log.warning("%s is not this index's own whitening: learning it again", file)
+        store.manifest.whitening = None
+        store.save_manifest()
+        self._vectors = None
+        self._whitening_loaded = True
+        self._whitening = None
+        self._maybe_retrain_whitening(store.catalog.count())
         return self._whitening
 
     @property
@@ -259,7 +294,7 @@ class Derived:
         sample /= np.sqrt(np.einsum("ij,ij->i", sample, sample))[:, None] + 1e-6
         whitening = fit_whitening(sample, out_dim)
         state = WhiteningState(kind=whitening.kind, dim=out_dim, trained_on=len(sample))
-        whitening.save(store.path / state.file)
+        whitening.save(store.path / state.file, stamp=self.whitening_stamp(state.trained_on))
         self._whitening = whitening
         self._whitening_loaded = True
         manifest.whitening = state
@@ -314,3 +349,12 @@ class Derived:
         """Forget the in-memory FAISS index (the next use loads or rebuilds it)."""
         with self.store.lock:
             self._vectors = None
+
+
+def _npz_stamp(file) -> str | None:  # noqa: ANN001 - a Path
+    """The identity stamp stored in a whitening file, or None when it has none."""
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            return str(data["stamp"]) if "stamp" in data.files else None
+    except (OSError, ValueError):
+        return None

@@ -21,7 +21,7 @@ from lookalike import __version__
 from lookalike.engine import Index
 from lookalike.server.limits import BodyLimitMiddleware, CnnGate
 from lookalike.server.models import errors
-from lookalike.server.problems import install_handlers
+from lookalike.server.problems import SafeJSONResponse, install_handlers
 from lookalike.server.settings import ServerSettings
 from lookalike.server.state import ServerState
 from lookalike.server.thumbnails import ThumbnailCache, default_cache_dir
@@ -80,6 +80,7 @@ def create_app(index_path: str | Path, settings: ServerSettings | None = None) -
         description="Search a lookalike index by image, by indexed image id, or by a region "
         "of an image. Errors are JSON objects `{status, message}`.",
         lifespan=lifespan,
+        default_response_class=SafeJSONResponse,
     )
     install_handlers(app)
 

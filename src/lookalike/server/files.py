@@ -110,6 +110,10 @@ def _fd_path(fd: int) -> str | None:
         return None
 
 
-def _show(path: str) -> str:
-    """A path fit for a JSON message (undecodable bytes of a file name as U+FFFD)."""
+def display_path(path: str) -> str:
+    """A path fit for JSON: the bytes of a file name that are not UTF-8 (kept by the catalog as
+    they are) shown as U+FFFD."""
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+_show = display_path

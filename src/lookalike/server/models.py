@@ -97,6 +97,12 @@ class SearchResult(BaseModel):
     query: dict[str, Any]
     hits: list[SearchHit]
     ms: float
+    matched: list[dict[str, Any]] | None = Field(
+        None, description="Text searches: the ImageNet classes the words matched."
+    )
+    reason: str | None = Field(
+        None, description="Text searches: why there are no hits (null when there are)."
+    )
 
 
 class Removed(BaseModel):

@@ -32,8 +32,31 @@ class ApiError(Exception):
         self.headers = headers
 
 
+class SafeJSONResponse(JSONResponse):
+    """JSON that never fails on a file name: paths whose bytes are not UTF-8 (the catalog keeps
+    them as they are, surrogate-escaped in Python) are shown with U+FFFD in their place."""
+
+    def render(self, content: object) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return super().render(_displayable(content))
+
+
+def _displayable(value: object) -> object:
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if isinstance(value, dict):
+        return {_displayable(k): _displayable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_displayable(v) for v in value]
+    return value
+
+
 def problem(status: int, message: str, headers: dict | None = None, **extra) -> JSONResponse:
-    return JSONResponse({"status": status, "message": message, **extra}, status, headers=headers)
+    return SafeJSONResponse(
+        {"status": status, "message": message, **extra}, status, headers=headers
+    )
 
 
 def image_error_status(exc: ImageError) -> int:

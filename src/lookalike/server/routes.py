@@ -21,7 +21,13 @@ from lookalike.engine import Hit
 from lookalike.errors import ConfigError, ImageError
 from lookalike.images import decode_image
 from lookalike.index.catalog import ImageRecord
-from lookalike.server.files import allowed_folders, checked_path, iter_fd, open_indexed
+from lookalike.server.files import (
+    allowed_folders,
+    checked_path,
+    display_path,
+    iter_fd,
+    open_indexed,
+)
 from lookalike.server.models import (
     MAX_ID,
     Box,
@@ -77,6 +83,9 @@ SEARCH_BODY = {
 }
 
 
+SEARCH_OK: dict[int | str, dict] = {200: {"model": SearchResult, "description": "The hits."}}
+
+
 # -- helpers ----------------------------------------------------------------------------------
 
 
@@ -102,11 +111,6 @@ def _folders(state: ServerState, record: ImageRecord) -> list[str]:
     return allowed_folders(roots, state.uploads_dir, record.path)
 
 
-def _display(path: str) -> str:
-    """A path fit for JSON (undecodable bytes of a file name shown as U+FFFD)."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
 def _urls(image_id: int) -> dict:
     return {
         "thumbnail": f"/api/images/{image_id}/thumbnail",
@@ -117,7 +121,7 @@ def _urls(image_id: int) -> dict:
 def _record_json(record: ImageRecord) -> dict:
     return {
         "id": record.id,
-        "path": _display(record.path),
+        "path": display_path(record.path),
         "width": record.width,
         "height": record.height,
         "size": record.size,
@@ -132,7 +136,7 @@ def _hits_json(state: ServerState, hits: list[Hit], started: float, query: dict)
     for hit in hits:
         record = state.index.get(hit.id)
         item = hit.to_dict()
-        item["path"] = _display(item["path"])
+        item["path"] = display_path(item["path"])
         if record is not None:
             item["width"], item["height"] = record.width, record.height
         item.update(_urls(hit.id))
@@ -229,9 +233,8 @@ def require_write(request: Request, state: State) -> None:
 @router.post(
     "/search",
     openapi_extra=SEARCH_BODY,
-    response_model=SearchResult,
-    response_model_exclude_none=True,
-    responses=errors(400, 404, 413, 415, 422, 503),
+    response_model=None,  # documented below; the answer's optional keys stay absent, not null
+    responses=SEARCH_OK | errors(400, 404, 413, 415, 422, 503),
 )
 async def search(request: Request, state: State) -> dict:
     """Search by an uploaded image (multipart field `image`, optional `k`, optional `box`
@@ -317,9 +320,8 @@ async def _text_search(state: ServerState, text: str, k: int | None, started: fl
 
 @router.get(
     "/search/text",
-    response_model=SearchResult,
-    response_model_exclude_none=True,
-    responses=errors(422, 503),
+    response_model=None,  # documented below; the answer's optional keys stay absent, not null
+    responses=SEARCH_OK | errors(422, 503),
 )
 async def search_text(
     state: State,
@@ -371,9 +373,8 @@ async def image_info(image_id: ImageId, state: State) -> dict:
 
 @router.get(
     "/images/{image_id}/similar",
-    response_model=SearchResult,
-    response_model_exclude_none=True,
-    responses=errors(404, 422),
+    response_model=None,  # documented below; the answer's optional keys stay absent, not null
+    responses=SEARCH_OK | errors(404, 422),
 )
 async def similar(
     image_id: ImageId,
@@ -499,7 +500,7 @@ async def delete_image(image_id: ImageId, state: State) -> dict:
             path.unlink(missing_ok=True)
             deleted_file = True
         state.thumbnails.drop(image_id)
-    return {"removed": image_id, "path": _display(record.path), "file_deleted": deleted_file}
+    return {"removed": image_id, "path": display_path(record.path), "file_deleted": deleted_file}
 
 
 # -- service ----------------------------------------------------------------------------------
@@ -514,7 +515,7 @@ async def health(state: State) -> dict:
 @router.get("/stats", response_model=Stats)
 async def stats(state: State) -> dict:
     info = await run_in_threadpool(state.index.info)
-    info["path"] = _display(info["path"])
+    info["path"] = display_path(info["path"])
     s = state.settings
     return {
         "index": info,
