@@ -106,6 +106,8 @@ class SyncPlan:
     forget_skipped: list[str] = field(default_factory=list)  # skipped files that are gone
     unchanged: int = 0
     unreadable: list[Skipped] = field(default_factory=list)  # files that could not be stat'ed
+    # named like images but not regular files (FIFOs, broken links): recorded as skipped
+    not_regular: list[Skipped] = field(default_factory=list)
 
 
 def plan_sync(
@@ -124,6 +126,7 @@ def plan_sync(
     def not_regular(file: Path, reason: str) -> None:  # FIFOs, broken links: never opened
         if exclude is None or not _is_under(str(file), exclude):
             plan.unreadable.append(Skipped(str(file), reason))
+            plan.not_regular.append(plan.unreadable[-1])
 
     for file in iter_image_files(roots, on_skip=not_regular):
         path = str(file)
@@ -211,6 +214,8 @@ class Writer:
             store.catalog.update_file_states(plan.touched)
             if plan.forget_skipped:
                 store.catalog.write_batch(clear_skipped=plan.forget_skipped)
+            if plan.not_regular:
+                store.catalog.write_batch(skipped=[(s, None, None) for s in plan.not_regular])
             if plan.remove:
                 store.catalog.write_batch(remove_ids=plan.remove)
                 self.derived.removed(plan.remove)
