@@ -40,7 +40,7 @@ def serve_cmd(
         typer.Option(
             envvar="LOOKALIKE_TOKEN",
             help="Bearer token required for writes; required to bind a non-loopback host "
-            "(at least 16 characters, no whitespace).",
+            "(at least 12 characters, no whitespace).",
             show_default=False,
         ),
     ] = None,

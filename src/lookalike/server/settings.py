@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from lookalike.errors import ConfigError
 
 MB = 1024 * 1024
-MIN_TOKEN_LENGTH = 16
+MIN_TOKEN_LENGTH = 12
 
 
 class ServerSettings(BaseSettings):
