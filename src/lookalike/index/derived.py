@@ -94,6 +94,7 @@ class Derived:
             )
         log.warning("%s is not this index's own whitening: learning it again", file)
         store.manifest.whitening = None
+        store.manifest.whitening_check = None  # decide and learn it again on this index
         store.save_manifest()
         self._vectors = None
         self._whitening_loaded = True
